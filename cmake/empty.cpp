@@ -1,0 +1,1 @@
+// intentionally empty: a layer with no sources yet
