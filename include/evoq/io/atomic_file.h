@@ -1,0 +1,22 @@
+#pragma once
+// Crash-safe file replacement: write to "<path>.tmp.<pid>", fsync the file, rename over <path>,
+// fsync the directory. A reader sees either the old or the new content, never a partial file.
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace evoq::io {
+
+// Writes `content` to path atomically.
+void write_file_atomic(const std::string& path, std::string_view content);
+
+// Calls write(tmp_path) to produce the file under a temporary name (e.g. an HDF5 file), then
+// fsyncs and renames it to path. If write throws, the temporary file is removed.
+void replace_file_atomic(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
+
+// fsync a file or directory by path.
+void fsync_path(const std::string& path);
+
+std::string read_file(const std::string& path);  // throws evoq::Error naming the path
+
+}  // namespace evoq::io

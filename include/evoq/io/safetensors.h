@@ -1,0 +1,87 @@
+#pragma once
+// safetensors checkpoints (Hugging Face format): memory-mapped reading of single files and sharded
+// directories (model.safetensors.index.json), strict header validation, and writing (sharded with an
+// index above a size threshold) so that saved models load in transformers unchanged. Torch-free: the
+// model layer turns TensorView into torch tensors.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace evoq::io {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+std::size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);    // "F32", "BF16", ... as in the safetensors header
+DType parse_dtype(const std::string& name);  // throws evoq::Error for unknown names
+
+// A tensor inside a mapped file: valid while the owning SafetensorsFile / Checkpoint lives.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const std::uint8_t* data = nullptr;
+  std::size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+// One .safetensors file, memory-mapped read-only. open() validates: header length inside the file,
+// well-formed JSON, known dtypes, every byte range inside the data section and equal to
+// shape x dtype size, no overlapping ranges. Errors name the file and the tensor.
+class SafetensorsFile {
+ public:
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // Parses and validates a header from memory (the fuzz target's entry point); file_size is the
+  // total size of the file the header came from.
+  static std::map<std::string, TensorView> parse_header(const std::uint8_t* bytes, std::size_t size,
+                                                        const std::string& path_for_errors);
+  ~SafetensorsFile();
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  std::size_t map_size_ = 0;
+  std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All tensors of a checkpoint directory: model.safetensors, or the shards listed in
+// model.safetensors.index.json (every listed shard must exist and contain what the index says).
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& dir);
+  bool contains(const std::string& name) const;
+  const TensorView& get(const std::string& name) const;  // throws evoq::Error naming the key and dir
+  std::vector<std::string> names() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> index_;
+};
+
+// A tensor to write: bytes are copied from `data` (little-endian, contiguous).
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  std::size_t nbytes = 0;
+};
+
+// Writes tensors into dir as model.safetensors, or as model-0000k-of-0000n.safetensors shards plus
+// model.safetensors.index.json when the total exceeds max_shard_bytes. Each file is written to a
+// temporary name, fsynced and renamed (a crash never leaves a half-written file under the real name).
+void write_checkpoint(const std::string& dir, const std::vector<TensorToWrite>& tensors,
+                      std::size_t max_shard_bytes = std::size_t(5) << 30,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+}  // namespace evoq::io
