@@ -10,13 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "evoq/io/dtype.h"
+
 namespace evoq::io {
-
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
-
-std::size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);    // "F32", "BF16", ... as in the safetensors header
-DType parse_dtype(const std::string& name);  // throws evoq::Error for unknown names
 
 // A tensor inside a mapped file: valid while the owning SafetensorsFile / Checkpoint lives.
 struct TensorView {
