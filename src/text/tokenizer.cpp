@@ -10,8 +10,7 @@
 
 namespace evoq::text {
 
-void Tokenizer::Impl::finish(const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
-                             std::string_view pattern) {
+void Tokenizer::Impl::finish(const std::vector<MergeRule>& merges, bool ignore_merges, std::string_view pattern) {
   merger.emplace(bytes_to_id, merges, ignore_merges);
   pretokenizer.emplace(pattern);
   vocab_size = int32_t(id_bytes.size());

@@ -36,8 +36,7 @@ struct Tokenizer::Impl {
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
   // Fills the derived lookup tables once vocab/merges/added tokens are in place.
-  void finish(const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
-              std::string_view pattern);
+  void finish(const std::vector<MergeRule>& merges, bool ignore_merges, std::string_view pattern);
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
 };

@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Merges = std::vector<std::pair<std::string, std::string>>;
+using Merges = std::vector<MergeRule>;
 
 // GPT-2's pattern, used by a ByteLevel pre-tokenizer with use_regex = true.
 constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -78,13 +78,15 @@ std::pair<std::string, std::string> merge_from_text(std::string_view text, const
   return {*left, *right};
 }
 
-// `number`: the merge's line in merges.txt, or its 1-based index in tokenizer.json.
-void check_merge_in_vocab(const Tokenizer::Impl& impl, const std::pair<std::string, std::string>& merge,
-                          const fs::path& file, size_t number) {
-  const auto& [l, r] = merge;
-  EVOQ_CHECK(impl.bytes_to_id.count(l) && impl.bytes_to_id.count(r) && impl.bytes_to_id.count(l + r), "tokenizer: ",
-             file.string(), ": merge ", number, " ('", bytes_to_byte_level(l), " ", bytes_to_byte_level(r),
-             "') uses a token missing from the vocabulary");
+// The merge of byte strings l and r as ids; `number` is its line in merges.txt, or its 1-based
+// index in tokenizer.json.
+MergeRule merge_rule(const Tokenizer::Impl& impl, const std::string& l, const std::string& r, const fs::path& file,
+                     size_t number) {
+  auto left = impl.bytes_to_id.find(l), right = impl.bytes_to_id.find(r), merged = impl.bytes_to_id.find(l + r);
+  EVOQ_CHECK(left != impl.bytes_to_id.end() && right != impl.bytes_to_id.end() && merged != impl.bytes_to_id.end(),
+             "tokenizer: ", file.string(), ": merge ", number, " ('", bytes_to_byte_level(l), " ",
+             bytes_to_byte_level(r), "') uses a token missing from the vocabulary");
+  return {left->second, right->second, merged->second};
 }
 
 AddedToken added_token_from(const json& entry, int32_t id, const fs::path& file) {
@@ -174,15 +176,15 @@ void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& me
   for (size_t i = 0; i < list.size(); ++i) {
     const json& m = list[i];
     if (m.is_string()) {
-      merges.push_back(merge_from_text(m.get<std::string>(), file, i + 1));
+      const auto [l, r] = merge_from_text(m.get<std::string>(), file, i + 1);
+      merges.push_back(merge_rule(impl, l, r, file, i + 1));
     } else {
       EVOQ_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), "tokenizer: ",
                  file.string(), ": merge ", i + 1, " is not a pair of strings");
       auto l = byte_level_to_bytes(m[0].get<std::string>()), r = byte_level_to_bytes(m[1].get<std::string>());
       EVOQ_CHECK(l && r, "tokenizer: ", file.string(), ": merge ", i + 1, " is not byte-level text");
-      merges.emplace_back(*l, *r);
+      merges.push_back(merge_rule(impl, *l, *r, file, i + 1));
     }
-    check_merge_in_vocab(impl, merges.back(), file, i + 1);
   }
 
   impl.nfc = read_normalizer(root.value("normalizer", json()), file);
@@ -212,8 +214,8 @@ void load_vocab_and_merges(Tokenizer::Impl& impl, const fs::path& dir, Merges& m
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (number == 1 && line.rfind("#version", 0) == 0)) continue;
-    merges.push_back(merge_from_text(line, merges_file, number));
-    check_merge_in_vocab(impl, merges.back(), merges_file, number);
+    const auto [l, r] = merge_from_text(line, merges_file, number);
+    merges.push_back(merge_rule(impl, l, r, merges_file, number));
   }
   impl.nfc = true;
 }
@@ -279,7 +281,8 @@ Tokenizer Tokenizer::load(const std::string& dir_name) {
   return tokenizer;
 }
 
-Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_t>>& vocab, const Merges& merges,
+Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_t>>& vocab,
+                                 const std::vector<std::pair<std::string, std::string>>& merges,
                                  const std::vector<AddedToken>& added, std::string_view pattern) {
   auto impl = std::make_shared<Impl>();
   impl->source = "in-memory tables";
@@ -287,14 +290,14 @@ Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_
     EVOQ_CHECK(id >= 0 && id < kMaxTokenId, "tokenizer: token '", text, "' has a bad id ", id);
     add_vocab_entry(*impl, text, id);
   }
-  Merges byte_merges;
-  for (const auto& [l, r] : merges) {
-    auto lb = byte_level_to_bytes(l), rb = byte_level_to_bytes(r);
-    EVOQ_CHECK(lb && rb, "tokenizer: merge '", l, " ", r, "' is not byte-level text");
-    byte_merges.emplace_back(*lb, *rb);
+  Merges rules;
+  for (size_t i = 0; i < merges.size(); ++i) {
+    auto l = byte_level_to_bytes(merges[i].first), r = byte_level_to_bytes(merges[i].second);
+    EVOQ_CHECK(l && r, "tokenizer: merge '", merges[i].first, " ", merges[i].second, "' is not byte-level text");
+    rules.push_back(merge_rule(*impl, *l, *r, "in-memory tables", i + 1));
   }
   for (const AddedToken& token : added) add_or_replace(impl->added, token);
-  impl->finish(byte_merges, false, pattern);
+  impl->finish(rules, false, pattern);
   return Tokenizer(impl);
 }
 
