@@ -35,6 +35,10 @@ void Tokenizer::Impl::finish(const std::vector<MergeRule>& merges, bool ignore_m
 }
 
 void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() > kCacheMaxPiece) {
+    merger->encode(piece, out);
+    return;
+  }
   const std::string key(piece);
   {
     std::shared_lock lock(cache_mutex);

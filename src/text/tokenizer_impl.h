@@ -31,7 +31,8 @@ struct Tokenizer::Impl {
   int32_t vocab_size = 0;
 
   // Pieces seen before: most text repeats a small set of words.
-  static constexpr size_t kCacheLimit = 1 << 18;
+  static constexpr size_t kCacheLimit = 1 << 18;    // entries; the cache is emptied when full
+  static constexpr size_t kCacheMaxPiece = 256;     // bytes; longer pieces are rare and not kept
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
