@@ -39,6 +39,60 @@ json read_json(const fs::path& path) {
   }
 }
 
+// The big tables of a tokenizer file, taken out of the JSON tree while parsing (a tree of 150k
+// std::map entries and 300k strings costs more than the rest of loading together).
+struct Tables {
+  std::vector<std::pair<std::string, json>> vocab;  // members of the vocab object, in file order
+  std::vector<json> merges;                         // items of the merges array, in file order
+};
+
+// Parses `path`, moving the members of the object at key path `vocab_at` (empty: the root) and the
+// items of the array at `merges_at` into `tables` instead of the returned tree.
+json read_json_tables(const fs::path& path, const std::vector<std::string>& vocab_at,
+                      const std::vector<std::string>& merges_at, Tables& tables) {
+  std::vector<std::string> keys(8);  // keys[d]: the last key read at depth d
+  auto inside = [&](const std::vector<std::string>& at, int depth) {
+    if (depth != int(at.size()) + 1 || keys.size() <= at.size()) return false;
+    for (size_t i = 0; i < at.size(); ++i)
+      if (keys[i + 1] != at[i]) return false;
+    return true;
+  };
+  const bool want_merges = !merges_at.empty();
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    switch (event) {
+      case json::parse_event_t::key:
+        if (int(keys.size()) <= depth) keys.resize(depth + 1);
+        keys[depth] = parsed.get<std::string>();
+        return !inside(vocab_at, depth);  // a vocab member's key is remembered here, not stored in the tree
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        if (int(keys.size()) <= depth + 1) keys.resize(depth + 2);
+        keys[depth + 1].clear();
+        return true;
+      case json::parse_event_t::value:
+        if (inside(vocab_at, depth)) {
+          tables.vocab.emplace_back(keys[depth], std::move(parsed));
+          return false;
+        }
+        [[fallthrough]];
+      case json::parse_event_t::array_end:
+      case json::parse_event_t::object_end:
+        // A merge is a string (value event) or a [left, right] array (array_end at the item's depth).
+        if (want_merges && inside(merges_at, depth)) {
+          tables.merges.push_back(std::move(parsed));
+          return false;
+        }
+        return true;
+    }
+    return true;
+  };
+  try {
+    return json::parse(read_file(path), callback);
+  } catch (const json::exception& e) {
+    fail("tokenizer: ", path.string(), " is not valid JSON (", e.what(), ")");
+  }
+}
+
 int32_t token_id_value(const json& value, const fs::path& file, std::string_view token) {
   EVOQ_CHECK(value.is_number_integer() && value.get<int64_t>() >= 0 && value.get<int64_t>() < kMaxTokenId,
              "tokenizer: ", file.string(), ": token '", token, "' has a bad id ", value.dump());
@@ -61,10 +115,11 @@ void add_vocab_entry(Tokenizer::Impl& impl, const std::string& text, int32_t id)
   }
 }
 
-void read_vocab_object(Tokenizer::Impl& impl, const json& vocab, const fs::path& file) {
-  EVOQ_CHECK(vocab.is_object() && !vocab.empty(), "tokenizer: ", file.string(), ": vocab must be a non-empty object");
+void read_vocab_entries(Tokenizer::Impl& impl, const std::vector<std::pair<std::string, json>>& vocab,
+                        const fs::path& file) {
+  EVOQ_CHECK(!vocab.empty(), "tokenizer: ", file.string(), ": the vocab must be a non-empty object");
   impl.bytes_to_id.reserve(vocab.size() * 2);
-  for (const auto& [text, id] : vocab.items()) add_vocab_entry(impl, text, token_id_value(id, file, text));
+  for (const auto& [text, id] : vocab) add_vocab_entry(impl, text, token_id_value(id, file, text));
 }
 
 // One merge as raw bytes; `text` holds the two byte-level halves separated by one space.
@@ -153,7 +208,8 @@ void read_pre_tokenizer(const json& node, const fs::path& file, std::string& pat
 
 void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& merges, bool& ignore_merges,
                          std::string& pattern) {
-  const json root = read_json(file);
+  Tables tables;
+  const json root = read_json_tables(file, {"model", "vocab"}, {"model", "merges"}, tables);
   EVOQ_CHECK(root.is_object() && root.contains("model") && root["model"].is_object(), "tokenizer: ",
              file.string(), ": no 'model' object");
   const json& model = root["model"];
@@ -166,12 +222,13 @@ void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& me
   EVOQ_CHECK(empty_or_null("continuing_subword_prefix") && empty_or_null("end_of_word_suffix"), "tokenizer: ",
              file.string(), ": subword prefixes/suffixes are not supported");
   ignore_merges = model.value("ignore_merges", false);
-  EVOQ_CHECK(model.contains("vocab"), "tokenizer: ", file.string(), ": model has no vocab");
-  read_vocab_object(impl, model["vocab"], file);
+  EVOQ_CHECK(model.contains("vocab") && model["vocab"].is_object(), "tokenizer: ", file.string(),
+             ": model has no vocab object");
+  read_vocab_entries(impl, tables.vocab, file);
 
-  static const json no_merges = json::array();
-  const json& list = model.contains("merges") ? model["merges"] : no_merges;
-  EVOQ_CHECK(list.is_array(), "tokenizer: ", file.string(), ": merges must be an array");
+  EVOQ_CHECK(!model.contains("merges") || model["merges"].is_array(), "tokenizer: ", file.string(),
+             ": merges must be an array");
+  const std::vector<json>& list = tables.merges;
   merges.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const json& m = list[i];
@@ -205,7 +262,10 @@ void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& me
 
 void load_vocab_and_merges(Tokenizer::Impl& impl, const fs::path& dir, Merges& merges) {
   const fs::path vocab_file = dir / "vocab.json", merges_file = dir / "merges.txt";
-  read_vocab_object(impl, read_json(vocab_file), vocab_file);
+  Tables tables;
+  const json root = read_json_tables(vocab_file, {}, {}, tables);
+  EVOQ_CHECK(root.is_object(), "tokenizer: ", vocab_file.string(), " is not a JSON object");
+  read_vocab_entries(impl, tables.vocab, vocab_file);
   EVOQ_CHECK(fs::exists(merges_file), "tokenizer: missing ", merges_file.string(), " (next to vocab.json)");
   std::istringstream lines(read_file(merges_file));
   std::string line;
