@@ -41,26 +41,69 @@ def load_oracle(model_dir=MODEL, **overrides):
 ORACLE = load_oracle()
 
 
-def preprocess(image, tmp_path, *extra, model=MODEL):
-    out = tmp_path / "pv.npy"
-    r = subprocess.run([EVOQ, "preprocess", "--model", str(model), "--image", str(image), "--out", str(out), *extra],
-                       capture_output=True, text=True)
+def run_preprocess(images, out, *extra, model=MODEL):
+    """One `evoq preprocess` run over several images; returns [(pixel_values, grid_thw)] per image."""
+    args = [EVOQ, "preprocess", "--model", str(model), "--out", str(out), *map(str, extra)]
+    for image in images:
+        args += ["--image", str(image)]
+    r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    lines = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
-    grid = [int(x) for x in lines["grid_thw"].split()]
+    lines = r.stdout.strip().splitlines()
+    grids = [[int(x) for x in line.split()[1:]] for line in lines if line.startswith("grid_thw ")]
+    assert len(grids) == len(images)
     pv = np.load(out)
-    assert pv.dtype == np.float32 and pv.shape == (grid[0] * grid[1] * grid[2], 3 * TEMPORAL * PATCH * PATCH)
-    assert int(lines["image_tokens"]) == grid[0] * grid[1] * grid[2] // (MERGE * MERGE)
-    return pv, grid
+    assert pv.dtype == np.float32 and pv.shape == (sum(t * h * w for t, h, w in grids), 3 * TEMPORAL * PATCH * PATCH)
+    assert f"image_tokens {sum(t * h * w for t, h, w in grids) // (MERGE * MERGE)}" in lines
+    results, row = [], 0
+    for t, h, w in grids:
+        results.append((pv[row: row + t * h * w], [t, h, w]))
+        row += t * h * w
+    return results
 
 
-def assert_matches_oracle(path, tmp_path, proc=ORACLE, extra=()):
-    pv, grid = preprocess(path, tmp_path, *extra)
+def preprocess(image, tmp_path, *extra, model=MODEL):
+    return run_preprocess([image], tmp_path / "pv.npy", *extra, model=model)[0]
+
+
+class Batches:
+    """Runs `evoq preprocess` once per group of test images sharing the same options (each run loads
+    libtorch, which costs about a second), then hands each test its own slice."""
+
+    def __init__(self):
+        self.cases = {}  # name -> (writer(path), options)
+        self.results = {}
+
+    def add(self, name, writer, options=()):
+        self.cases[name] = (writer, tuple(options))
+
+    def get(self, name, workdir):
+        if name not in self.results:
+            options = self.cases[name][1]
+            group = [n for n, (_, o) in self.cases.items() if o == options and n not in self.results]
+            paths = []
+            for n in group:
+                path = workdir / n
+                self.cases[n][0](path)
+                paths.append(path)
+            outs = run_preprocess(paths, workdir / f"batch{len(self.results)}.npy", *options)
+            for n, path, res in zip(group, paths, outs):
+                self.results[n] = (path, *res)
+        return self.results[name]
+
+
+BATCHES = Batches()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("images")
+
+
+def assert_same_as_oracle(path, pv, grid, proc=ORACLE):
     ref = proc(images=Image.open(path), return_tensors="np")
     assert grid == ref["image_grid_thw"][0].tolist()
     assert pv.shape == ref["pixel_values"].shape
     assert np.abs(pv - ref["pixel_values"]).max() == 0.0
-    return pv, grid
 
 
 def normalisation_table(proc):
@@ -106,16 +149,19 @@ RESIZE_CASES = [
 ]
 
 
+def pixel_options(min_pixels, max_pixels):
+    return (["--min-pixels", str(min_pixels)] if min_pixels else []) + (["--max-pixels", str(max_pixels)] if max_pixels else [])
+
+
+for _w, _h, _lo, _hi in RESIZE_CASES:
+    BATCHES.add(f"rand_{_w}x{_h}.png",
+                lambda path, w=_w, h=_h: Image.fromarray(random_rgb(w, h, seed=w * 7919 + h)).save(path),
+                pixel_options(_lo, _hi))
+
+
 @pytest.mark.parametrize("w,h,min_pixels,max_pixels", RESIZE_CASES)
-def test_resize_bit_identical_to_pillow(tmp_path, w, h, min_pixels, max_pixels):
-    path = tmp_path / f"rand_{w}x{h}.png"
-    Image.fromarray(random_rgb(w, h, seed=w * 7919 + h)).save(path)
-    extra = []
-    if min_pixels:
-        extra += ["--min-pixels", str(min_pixels)]
-    if max_pixels:
-        extra += ["--max-pixels", str(max_pixels)]
-    pv, grid = preprocess(path, tmp_path, *extra)
+def test_resize_bit_identical_to_pillow(workdir, w, h, min_pixels, max_pixels):
+    path, pv, grid = BATCHES.get(f"rand_{w}x{h}.png", workdir)
     eh, ew = smart_resize(h, w, factor=PATCH * MERGE, min_pixels=min_pixels or 3136,
                           max_pixels=max_pixels or 12845056)
     assert grid == [1, eh // PATCH, ew // PATCH]
@@ -124,23 +170,34 @@ def test_resize_bit_identical_to_pillow(tmp_path, w, h, min_pixels, max_pixels):
     assert ours.shape == ref.shape
     diff = np.abs(ours.astype(int) - ref.astype(int))
     assert diff.max() == 0, f"{(diff > 0).sum()} pixels differ, max {diff.max()}"
+    # The whole pipeline agrees with transformers as well.
+    proc = ORACLE if not (min_pixels or max_pixels) else load_oracle(min_pixels=min_pixels or 3136,
+                                                                      max_pixels=max_pixels or 12845056)
+    assert_same_as_oracle(path, pv, grid, proc)
 
 
-@pytest.mark.parametrize("name,extra", [
+PHOTO_CASES = [
     ("astronaut_256x384.jpg", ()),
     ("adirondack_chairs_246x164.png", ()),
     ("astronaut_256x384.jpg", ("--max-pixels", "30000")),
     ("adirondack_chairs_246x164.png", ("--min-pixels", "200000", "--max-pixels", "400000")),
-])
-def test_real_photos_match_transformers(tmp_path, name, extra):
+]
+for _i, (_name, _extra) in enumerate(PHOTO_CASES):
+    BATCHES.add(f"photo{_i}_{_name}", lambda path, n=_name: shutil.copy(os.path.join(PHOTOS, n), path), _extra)
+
+
+@pytest.mark.parametrize("index", range(len(PHOTO_CASES)))
+def test_real_photos_match_transformers(workdir, index):
+    name, extra = PHOTO_CASES[index]
+    path, pv, grid = BATCHES.get(f"photo{index}_{name}", workdir)
     proc = ORACLE
     if extra:
         kw = dict(zip([e.lstrip("-").replace("-", "_") for e in extra[::2]], map(int, extra[1::2])))
         proc = load_oracle(**kw)
-    pv, grid = assert_matches_oracle(os.path.join(PHOTOS, name), tmp_path, proc, extra)
+    assert_same_as_oracle(path, pv, grid, proc)
     # And the resize alone, against Pillow.
     h, w = grid[1] * PATCH, grid[2] * PATCH
-    ref = np.array(Image.open(os.path.join(PHOTOS, name)).convert("RGB").resize((w, h), Image.BICUBIC))
+    ref = np.array(Image.open(path).convert("RGB").resize((w, h), Image.BICUBIC))
     assert np.array_equal(unpatchify_to_uint8(pv, grid, proc), ref)
 
 
@@ -165,11 +222,16 @@ FORMAT_CASES = [
 ]
 
 
+for _mode, _ext in FORMAT_CASES:
+    BATCHES.add(f"img_{_mode}.{_ext}",
+                lambda path, mode=_mode, ext=_ext: make_image(mode, 61, 83, seed=len(mode) * 31 + len(ext)).save(
+                    path, **({"lossless": True} if ext == "webp" else {})))
+
+
 @pytest.mark.parametrize("mode,ext", FORMAT_CASES)
-def test_formats_and_modes_match_transformers(tmp_path, mode, ext):
-    path = tmp_path / f"img_{mode}.{ext}"
-    make_image(mode, 61, 83, seed=len(mode) * 31 + len(ext)).save(path, **({"lossless": True} if ext == "webp" else {}))
-    assert_matches_oracle(path, tmp_path)
+def test_formats_and_modes_match_transformers(workdir, mode, ext):
+    path, pv, grid = BATCHES.get(f"img_{mode}.{ext}", workdir)
+    assert_same_as_oracle(path, pv, grid)
 
 
 def write_png16(path, array, color_type):
@@ -184,20 +246,30 @@ def write_png16(path, array, color_type):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("color_type,channels,high", [(0, 1, 300), (2, 3, 65536), (6, 4, 65536), (4, 2, 65536)])
-def test_16bit_png_matches_transformers(tmp_path, color_type, channels, high):
-    """16-bit samples reach 8 bits as PIL converts them (colour: high byte; lone grey "I;16": clipped)."""
+PNG16_CASES = [(0, 1, 300), (2, 3, 65536), (6, 4, 65536), (4, 2, 65536)]
+
+
+def _write_random_png16(path, color_type, channels, high):
     rng = np.random.default_rng(color_type * 10 + channels)
     shape = (47, 53) if channels == 1 else (47, 53, channels)
-    path = tmp_path / "img16.png"
     write_png16(path, rng.integers(0, high, size=shape, dtype=np.uint16), color_type)
-    assert_matches_oracle(path, tmp_path)
 
 
-def test_palette_transparency_matches_transformers(tmp_path):
-    path = tmp_path / "pal_trns.png"
-    make_image("P", 61, 83, seed=5).save(path, transparency=bytes(range(256)))
-    assert_matches_oracle(path, tmp_path)
+for _case in PNG16_CASES:
+    BATCHES.add(f"png16_{_case[0]}.png", lambda path, c=_case: _write_random_png16(path, *c))
+BATCHES.add("pal_trns.png", lambda path: make_image("P", 61, 83, seed=5).save(path, transparency=bytes(range(256))))
+
+
+@pytest.mark.parametrize("color_type,channels,high", PNG16_CASES)
+def test_16bit_png_matches_transformers(workdir, color_type, channels, high):
+    """16-bit samples reach 8 bits as PIL converts them (colour: high byte; lone grey "I;16": clipped)."""
+    path, pv, grid = BATCHES.get(f"png16_{color_type}.png", workdir)
+    assert_same_as_oracle(path, pv, grid)
+
+
+def test_palette_transparency_matches_transformers(workdir):
+    path, pv, grid = BATCHES.get("pal_trns.png", workdir)
+    assert_same_as_oracle(path, pv, grid)
 
 
 @pytest.mark.parametrize("layout", ["size_edges", "size_pixels", "top_level_wins"])
@@ -272,9 +344,15 @@ def test_aspect_ratio_over_200(tmp_path):
         ORACLE(images=Image.open(path))
     line = run_failing(tmp_path, path)
     assert "aspect ratio" in line and "thin.png" in line
-    # 200 exactly is still accepted, as in transformers.
-    Image.fromarray(random_rgb(400, 2, seed=9)).save(path)
-    assert_matches_oracle(path, tmp_path)
+
+
+
+BATCHES.add("aspect_200.png", lambda path: Image.fromarray(random_rgb(400, 2, seed=9)).save(path))
+
+
+def test_aspect_ratio_200_accepted(workdir):
+    path, pv, grid = BATCHES.get("aspect_200.png", workdir)  # exactly 200 passes, as in transformers
+    assert_same_as_oracle(path, pv, grid)
 
 
 def test_bad_pixel_override(tmp_path):
