@@ -192,7 +192,7 @@ cv::Mat niqe_luma(const cv::Mat& image) {
   return y;
 }
 
-double niqe(const cv::Mat& image, const NiqeModel& model) {
+cv::Mat niqe_features(const cv::Mat& image, const NiqeModel& model) {
   cv::Mat img = niqe_luma(image);
   const int bh = img.rows / kBlock, bw = img.cols / kBlock;
   EVOQ_CHECK(bh > 0 && bw > 0, "NIQE: image of ", img.cols, "x", img.rows, " is smaller than one 96x96 block");
@@ -213,6 +213,17 @@ double niqe(const cv::Mat& image, const NiqeModel& model) {
         block_features(mscn(cv::Rect(bx * size, by * size, size, size)).clone(), feats[k]);
     if (scale == 1) img = matlab_imresize(img / 255.0, 0.5) * 255.0;
   }
+  cv::Mat out(static_cast<int>(feats.size()), 36, CV_64F);
+  for (std::size_t k = 0; k < feats.size(); ++k)
+    for (int j = 0; j < 36; ++j) out.at<double>(static_cast<int>(k), j) = feats[k][static_cast<std::size_t>(j)];
+  return out;
+}
+
+double niqe(const cv::Mat& image, const NiqeModel& model) {
+  const cv::Mat fm = niqe_features(image, model);
+  std::vector<std::vector<double>> feats(static_cast<std::size_t>(fm.rows), std::vector<double>(36));
+  for (int k = 0; k < fm.rows; ++k)
+    for (int j = 0; j < 36; ++j) feats[static_cast<std::size_t>(k)][static_cast<std::size_t>(j)] = fm.at<double>(k, j);
 
   // Mean ignoring NaN, covariance over NaN-free blocks (np.nanmean, np.cov rowvar=False).
   const int d = 36;

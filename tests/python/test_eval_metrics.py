@@ -19,7 +19,7 @@ def run_metrics(tmp_path, x, y):
     with open(path, "w") as f:
         f.write("x,y\n")
         for a, b in zip(x, y):
-            f.write(f"{a!r},{b!r}\n")
+            f.write(f"{float(a)!r},{float(b)!r}\n")
     out = subprocess.run([EVOQ, "metrics", "--csv", str(path)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 

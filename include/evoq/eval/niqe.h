@@ -12,7 +12,10 @@
 //   5. quality = sqrt((mu_p - mu_d)^T pinv((C_p + C_d) / 2) (mu_p - mu_d)), mu_d the NaN-ignoring mean of
 //      the 36-dim block features, C_d their covariance over NaN-free blocks.
 // Lower is better. Deviations: computed in float64 throughout (BasicSR runs parts in float32); images
-// smaller than 96x96 in either direction are rejected (no block to measure).
+// smaller than 96x96 in either direction are rejected (no block to measure). Sensitivity: in flat regions
+// I - mu is exactly 0 or +-1e-12 depending on the summation order of the filter, which moves those pixels
+// between the AGGD's left and right sets; implementations therefore agree to ~1e-4 relative, not exactly
+// (tests/python/test_eval_e2e.py compares with a numpy/scipy implementation).
 #include <array>
 #include <string>
 
@@ -38,6 +41,10 @@ cv::Mat matlab_imresize(const cv::Mat& src, double scale);
 
 // Y channel in [16,235] rounded (step 1 above) from an 8-bit BGR or grey image.
 cv::Mat niqe_luma(const cv::Mat& image);
+
+// Block features (steps 1-4): one row of 36 per 96x96 block (blocks column by column), NaN where a fit
+// had no data.
+cv::Mat niqe_features(const cv::Mat& image, const NiqeModel& model);
 
 // NIQE of an 8-bit BGR or grey image. Throws evoq::Error if it is smaller than one 96x96 block.
 double niqe(const cv::Mat& image, const NiqeModel& model);
