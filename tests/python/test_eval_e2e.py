@@ -172,3 +172,31 @@ def test_missing_images_listed_before_scoring(tmp_path):
     res = json.load(open(tmp_path / "o" / "results.json"))
     assert res["datasets"][0]["images"] == 4 and res["datasets"][0]["missing"] == 1
     assert "--root" not in good.stderr
+
+
+def test_official_csiq_labels_with_a_root(tmp_path):
+    """The standard CSIQ label file + --root: the 10 sample files laid out as in the database."""
+    root = tmp_path / "CSIQ"
+    for kind in ("AWGN", "BLUR"):
+        d = root / "dst_imgs" / kind
+        d.mkdir(parents=True)
+        for level in range(1, 6):
+            name = f"1600.{kind}.{level}.png"
+            os.symlink(os.path.join(SAMPLE, name), d / name)
+    labels = {}
+    with open(os.path.join(SRC, "data", "iqa-labels", "CSIQ.txt")) as f:
+        for r in csv.DictReader(f):
+            labels[r["dis_img_path"]] = float(r["score"])
+    out = tmp_path / "o"
+    cmd = [EVOQ, "eval", "--model", "brisque", "--dataset", "csiq", "--root", f"CSIQ={root}", "--out", str(out)]
+    bad = subprocess.run(cmd, capture_output=True, text=True)
+    assert bad.returncode != 0 and "856 of 866 image files missing" in bad.stderr
+    subprocess.run(cmd + ["--skip-missing"], check=True, capture_output=True, text=True)
+    res = json.load(open(out / "results.json"))
+    (d,) = res["datasets"]
+    assert d["name"] == "CSIQ" and d["images"] == 10 and d["missing"] == 856 and d["n"] == 10
+    rows = per_image(out)
+    assert {r["image"] for r in rows} <= set(labels)
+    score = [float(r["model_score"]) for r in rows]
+    dmos = [labels[r["image"]] for r in rows]
+    assert d["srcc"] == pytest.approx(stats.spearmanr(score, dmos)[0], abs=1e-9) and d["srcc"] > 0
