@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "evoq/core/error.h"
+#include "evoq/io/checkpoint_summary.h"
 #include "evoq/io/npy.h"
+#include "evoq/io/safetensors.h"
 
 using namespace evoq::io;
 
@@ -72,8 +74,26 @@ int npy_copy(const std::string& in, const std::string& out) {
   return 0;
 }
 
+int inspect(const std::string& dir) {
+  print_checkpoint_summary(Checkpoint::open(dir), std::cout);
+  return 0;
+}
+
+// Reads every tensor of IN and writes them with our writer (names in sorted order).
+int copy_checkpoint(const std::string& in, const std::string& out, const std::string& max_shard_bytes) {
+  Checkpoint ckpt = Checkpoint::open(in);
+  std::vector<TensorToWrite> tensors;
+  for (const std::string& name : ckpt.names()) {
+    const TensorView& t = ckpt.get(name);
+    tensors.push_back({name, t.dtype, t.shape, t.data, t.nbytes});
+  }
+  write_checkpoint(out, tensors, std::stoull(max_shard_bytes));
+  return 0;
+}
+
 int usage() {
-  std::cerr << "usage: evoq_io_tool npy-write DTYPE SHAPE OUT | npy-info IN | npy-copy IN OUT\n";
+  std::cerr << "usage: evoq_io_tool npy-write DTYPE SHAPE OUT | npy-info IN | npy-copy IN OUT |\n"
+               "       inspect DIR | copy-checkpoint IN OUT MAX_SHARD_BYTES\n";
   return 2;
 }
 
@@ -85,6 +105,8 @@ int main(int argc, char** argv) {
     if (a.size() == 4 && a[0] == "npy-write") return npy_write(a[1], a[2], a[3]);
     if (a.size() == 2 && a[0] == "npy-info") return npy_info(a[1]);
     if (a.size() == 3 && a[0] == "npy-copy") return npy_copy(a[1], a[2]);
+    if (a.size() == 2 && a[0] == "inspect") return inspect(a[1]);
+    if (a.size() == 4 && a[0] == "copy-checkpoint") return copy_checkpoint(a[1], a[2], a[3]);
     return usage();
   } catch (const evoq::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
