@@ -1,7 +1,9 @@
 #include "evoq/model/forward_inputs.h"
 
 #include "evoq/core/error.h"
+#include "evoq/image/processor.h"
 #include "evoq/io/safetensors.h"
+#include "evoq/text/chat_template.h"
 #include "evoq/model/weights.h"
 
 namespace evoq::model {
@@ -35,9 +37,31 @@ Inputs read_forward_inputs(const std::string& path) {
   return in;
 }
 
-Inputs chat_forward_inputs(const std::string& model_dir, const ModelConfig&, const std::vector<std::string>&,
-                           const std::string&) {
-  fail(model_dir, ": --image/--prompt needs the tokenizer and image processor (not built in yet); use --inputs");
+Inputs chat_forward_inputs(const std::string& model_dir, const ModelConfig& config,
+                           const std::vector<std::string>& images, const std::string& prompt) {
+  auto tokenizer = text::Tokenizer::load(model_dir);
+  Inputs in;
+  std::vector<int64_t> image_tokens;
+  if (!images.empty()) {
+    auto processor = image::load_processor_config(model_dir);
+    std::vector<torch::Tensor> pixels;
+    std::vector<int64_t> grids;
+    for (const auto& path : images) {
+      auto processed = image::preprocess_file(path, processor);
+      pixels.push_back(torch::from_blob(processed.pixel_values.data(), {processed.rows, processed.cols},
+                                        torch::kFloat32).clone());
+      grids.insert(grids.end(), processed.grid_thw.begin(), processed.grid_thw.end());
+      image_tokens.push_back(processed.num_image_tokens);
+    }
+    in.pixel_values = torch::cat(pixels, 0);
+    in.image_grid_thw = torch::tensor(grids, torch::kInt64).view({-1, 3});
+    EVOQ_CHECK(in.pixel_values.size(1) == config.vision.patch_dim(), model_dir,
+               ": preprocessor_config.json gives patches of ", in.pixel_values.size(1), " values but the model needs ",
+               config.vision.patch_dim());
+  }
+  auto ids = text::chat_prompt_ids(tokenizer, image_tokens, prompt);
+  in.input_ids = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).view({1, -1});
+  return in;
 }
 
 }  // namespace evoq::model
