@@ -41,26 +41,33 @@ def make_model(arch, tied, seed=0):
     return model.eval()
 
 
-def to_hub_layout(src_dir, dst_dir):
-    """Copy of a transformers-5 save with hub key names (visual.*, model.*) and a flat config."""
+def relayout(src_dir, dst_dir, keys, flat_config=False):
+    """Copy of a save_pretrained directory with the weight keys in one layout: "hub" (visual.*, model.*:
+    what transformers 5.23 and the hub checkpoints write) or "new" (model.visual.*,
+    model.language_model.*: what transformers 4.52-4.57 wrote); optionally with a flat hub-style config."""
     os.makedirs(dst_dir, exist_ok=True)
-    tensors = load_file(os.path.join(src_dir, "model.safetensors"))
     renamed = {}
-    for k, v in tensors.items():
+    for k, v in load_file(os.path.join(src_dir, "model.safetensors")).items():
         if k.startswith("model.visual."):
             k = k[len("model."):]
         elif k.startswith("model.language_model."):
             k = "model." + k[len("model.language_model."):]
+        if keys == "new":
+            if k.startswith("visual."):
+                k = "model." + k
+            elif k.startswith("model."):
+                k = "model.language_model." + k[len("model."):]
         renamed[k] = v.contiguous()
     save_file(renamed, os.path.join(dst_dir, "model.safetensors"), metadata={"format": "pt"})
     cfg = json.load(open(os.path.join(src_dir, "config.json")))
-    text = cfg.pop("text_config")
-    rope = text.pop("rope_parameters")
-    for k in ("model_type", "layer_types", "dtype"):
-        text.pop(k, None)
-    cfg.update(text)
-    cfg["rope_theta"] = rope["rope_theta"]
-    cfg["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+    if flat_config:
+        text = cfg.pop("text_config")
+        rope = text.pop("rope_parameters")
+        for k in ("model_type", "layer_types", "dtype"):
+            text.pop(k, None)
+        cfg.update(text)
+        cfg["rope_theta"] = rope["rope_theta"]
+        cfg["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
     json.dump(cfg, open(os.path.join(dst_dir, "config.json"), "w"), indent=2)
 
 

@@ -28,9 +28,10 @@ def tiny(request, tmp_path_factory):
     arch, tied = request.param
     model = qt.make_model(arch, tied)
     root = tmp_path_factory.mktemp(f"{arch}_{tied}")
-    new_dir, hub_dir = str(root / "new"), str(root / "hub")
-    model.save_pretrained(new_dir)
-    qt.to_hub_layout(new_dir, hub_dir)
+    saved, new_dir, hub_dir = str(root / "saved"), str(root / "new"), str(root / "hub")
+    model.save_pretrained(saved)                        # nested config (transformers 5)
+    qt.relayout(saved, new_dir, keys="new")               # model.visual.* / model.language_model.*
+    qt.relayout(saved, hub_dir, keys="hub", flat_config=True)  # visual.* / model.*, flat hub config
     return model, new_dir, hub_dir
 
 
