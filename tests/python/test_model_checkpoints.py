@@ -107,3 +107,18 @@ def test_unknown_model_type(saved, tmp_path):
                          tmp_path)
     assert "unsupported model_type 'qwen3_vl'" in err, err
     assert len(err.splitlines()) == 1, err
+
+
+def test_bf16_forward_as_close_as_transformers_bf16(saved, tmp_path):
+    """bf16 at load time: our error against the fp32 logits is of the same size as transformers' own
+    bf16 error (rounding differs op by op, so bit equality is not expected)."""
+    import copy
+    model, d = saved
+    inputs = qt.make_inputs([(1, 10, 14)])
+    ref = qt.hf_logits(model, inputs)[0, -1]
+    hf16 = copy.deepcopy(model).to(torch.bfloat16)
+    hf_err = np.abs(qt.hf_logits(hf16, dict(inputs, pixel_values=inputs["pixel_values"].bfloat16()))[0, -1] - ref).max()
+    ours = qt.evoq_logits(d, inputs, tmp_path, extra=["--dtype", "bf16"], name="bf16")
+    our_err = np.abs(ours - ref).max()
+    print(f"bf16 max-abs vs fp32: transformers {hf_err:.3e}, evoq {our_err:.3e}")
+    assert our_err <= 2 * hf_err + 1e-2, (our_err, hf_err)

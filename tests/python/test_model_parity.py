@@ -21,9 +21,10 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=[("qwen2_vl", False), ("qwen2_5_vl", True), ("qwen2_5_vl", False),
-                                        ("qwen2_vl", True)],
-                ids=["qwen2_vl-untied", "qwen2_5_vl-tied", "qwen2_5_vl-untied", "qwen2_vl-tied"])
+# Tied/untied heads share one code path in both archs; the untied Qwen2.5-VL is covered by
+# test_model_checkpoints.py (round trip, bf16).
+@pytest.fixture(scope="module", params=[("qwen2_vl", False), ("qwen2_5_vl", True)],
+                ids=["qwen2_vl-untied", "qwen2_5_vl-tied"])
 def tiny(request, tmp_path_factory):
     arch, tied = request.param
     model = qt.make_model(arch, tied)
