@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <sstream>
+
+#include <sys/resource.h>
 #include <thread>
 
 #include "evoq/core/cli.h"
@@ -96,7 +98,10 @@ int run(const po::variables_map& vm) {
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
     std::sort(ms.begin(), ms.end());
-    std::printf("prefill_ms_median %.2f tokens %lld\n", ms[ms.size() / 2], (long long)inputs.input_ids.size(1));
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf("prefill_ms_median %.2f tokens %lld peak_rss_mib %.0f\n", ms[ms.size() / 2],
+                (long long)inputs.input_ids.size(1), usage.ru_maxrss / 1024.0);
   }
   auto logits = net->forward(inputs, all ? model::LogitsOf::All : model::LogitsOf::Last);
   write_logits(out, logits.size(0) == 1 ? logits[0] : logits);
