@@ -1,0 +1,97 @@
+"""Prefill latency: one 448x448 image + the c_score prompt, our `evoq forward --repeat` vs transformers
+(same image, same prompt ids, same thread count), on the tiny test config and the "small" config
+(bench/configs/small/config.json, random weights, fixed seed). Prints a Markdown table row per config.
+
+usage: python bench/prefill.py [--threads 2] [--repeat 3] [--configs tiny,small]"""
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+C_SCORE = ("You are doing the image quality assessment task. Here is the question: What is your overall rating on "
+           "the quality of this picture? The rating should be a float between 1 and 5, rounded to two decimal places, "
+           "with 1 representing very poor quality and 5 representing excellent quality.")
+
+
+def build_model(name, out):
+    import transformers as tf
+    torch.manual_seed(0)
+    if name == "small":
+        config = tf.AutoConfig.from_pretrained(os.path.join(ROOT, "bench", "configs", "small"))
+    else:
+        config = tf.Qwen2_5_VLConfig(
+            text_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=128, vocab_size=151936,
+                             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+            vision_config=dict(depth=3, hidden_size=32, num_heads=2, intermediate_size=48, out_hidden_size=64,
+                               fullatt_block_indexes=[1]), tie_word_embeddings=True)
+    model = tf.Qwen2_5_VLForConditionalGeneration(config).eval()
+    if not os.path.exists(os.path.join(out, "config.json")):
+        model.save_pretrained(out)
+        for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json",
+                  "preprocessor_config.json"):
+            shutil.copy(os.path.join(DATA, "qwen2-vl-2b", f), out)
+    return model
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--configs", default="tiny,small")
+    ap.add_argument("--evoq", default=os.path.join(ROOT, "build", "bin", "evoq"))
+    ap.add_argument("--workdir", default=os.path.expanduser("~/.cache/evoq/bench"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    img = os.path.join(args.workdir, "img448.png")
+    os.makedirs(args.workdir, exist_ok=True)
+    Image.open(os.path.join(DATA, "csiq-sample", "1600.BLUR.2.png")).convert("RGB").resize((448, 448)).save(img)
+    print("| config | params | tokens | transformers prefill (ms) | evoq prefill (ms) | ratio | evoq peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        d = os.path.join(args.workdir, name)
+        model = build_model(name, d)
+        params = sum(p.numel() for p in model.parameters())
+        proc = AutoImageProcessor.from_pretrained(d, backend="pil")
+        feats = proc(images=[Image.open(img)], return_tensors="pt")
+        tok = AutoTokenizer.from_pretrained(d)
+        n = int(feats["image_grid_thw"][0].prod() // 4)
+        chat = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>" +
+                "<|image_pad|>" * n + "<|vision_end|>" + C_SCORE + "<|im_end|>\n<|im_start|>assistant\n")
+        ids = torch.tensor([tok(chat, add_special_tokens=False)["input_ids"]])
+        kw = dict(input_ids=ids, pixel_values=feats["pixel_values"], image_grid_thw=feats["image_grid_thw"],
+                  mm_token_type_ids=(ids == 151655).int(), logits_to_keep=1)
+        times = []
+        with torch.no_grad():
+            model(**kw)
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                model(**kw)
+                times.append((time.perf_counter() - t) * 1000)
+        hf_ms = sorted(times)[len(times) // 2]
+        del model
+        res = subprocess.run([args.evoq, "forward", "--model", d, "--image", img, "--prompt", C_SCORE,
+                              "--out", os.path.join(args.workdir, "o.npy"), "--threads", str(args.threads),
+                              "--repeat", str(args.repeat)], capture_output=True, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+        if res.returncode != 0:
+            sys.exit(res.stderr)
+        fields = res.stdout.split()
+        ours, rss = float(fields[1]), float(fields[5])
+        print(f"| {name} | {params / 1e6:.0f}M | {ids.shape[1]} | {hf_ms:.1f} | {ours:.1f} | {ours / hf_ms:.2f} | {rss:.0f} |")
+    print(f"\npeak RSS of the transformers (python) process, which also built and saved the models: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
