@@ -158,3 +158,19 @@ def test_missing_shard_is_named(sharded_model, tmp_path):
     victim.unlink()
     r = tool("inspect", d, check=False)
     assert r.returncode == 1 and victim.name in r.stderr and "missing" in r.stderr
+
+
+def test_evoq_inspect_checkpoint_command(sharded_model, tmp_path):
+    evoq = os.environ.get("EVOQ_BIN")
+    if not evoq:
+        pytest.skip("EVOQ_BIN not set (run through CTest)")
+    d, _ = sharded_model
+    expected = expected_listing(read_reference_dir(d))
+    r = subprocess.run([evoq, "inspect-checkpoint", str(d)], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == expected
+    r = subprocess.run([evoq, "inspect-checkpoint", str(d), "--no-hash"], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == [line.rsplit("\t", 1)[0] for line in expected]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    r = subprocess.run([evoq, "inspect-checkpoint", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0 and str(bad) in r.stderr and "not valid JSON" in r.stderr

@@ -40,6 +40,8 @@ class SafetensorsFile {
                                                         const std::string& path_for_errors,
                                                         std::map<std::string, std::string>* metadata = nullptr);
   ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;  // owns the mapping
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }

@@ -312,3 +312,23 @@ TEST(AtomicFile, ReplacesContentAndCleansUpOnFailure) {
   EXPECT_THROW(read_file((dir / "missing").string()), evoq::Error);
   EXPECT_THROW(read_file(dir.string()), evoq::Error);
 }
+
+TEST(WriteCheckpoint, OverwritesTheCheckpointItIsReadingFrom) {
+  // Saving tensors that still point into the mapped files of the same directory must work: every
+  // file is replaced by rename, so the old mappings keep their (unlinked) contents.
+  auto dir = fresh_dir("in_place");
+  std::vector<float> a(64), b(64);
+  for (int i = 0; i < 64; ++i) a[i] = float(i), b[i] = float(-i);
+  write_checkpoint(dir.string(), {{"a", DType::F32, {64}, a.data(), 256}, {"b", DType::F32, {64}, b.data(), 256}}, 300);
+  Checkpoint ckpt = Checkpoint::open(dir.string());
+  std::vector<TensorToWrite> again;
+  for (const auto& name : ckpt.names()) {
+    const TensorView& t = ckpt.get(name);
+    again.push_back({name, t.dtype, t.shape, t.data, t.nbytes});
+  }
+  write_checkpoint(dir.string(), again);  // now a single file; the shards it reads from are removed
+  Checkpoint reread = Checkpoint::open(dir.string());
+  EXPECT_EQ(std::memcmp(reread.get("a").data, a.data(), 256), 0);
+  EXPECT_EQ(std::memcmp(reread.get("b").data, b.data(), 256), 0);
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors.index.json"));
+}
