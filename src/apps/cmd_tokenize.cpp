@@ -47,6 +47,9 @@ void print_ids(const std::vector<int32_t>& ids) {
 int run(const po::variables_map& vm) {
   const Tokenizer tokenizer = Tokenizer::load(evoq::cli::require_string(vm, "model"));
   const bool decode = vm["decode"].as<bool>(), skip_special = vm["skip-special"].as<bool>();
+  const bool chat = vm["chat"].as<bool>();
+  if (chat && (decode || vm["jsonl"].as<bool>())) throw evoq::UsageError("--chat takes neither --decode nor --jsonl");
+  if (!chat && vm.count("image-tokens")) throw evoq::UsageError("--image-tokens needs --chat");
   std::ios::sync_with_stdio(false);
   if (vm["jsonl"].as<bool>()) {
     std::string line;
@@ -69,7 +72,7 @@ int run(const po::variables_map& vm) {
     return 0;
   }
   const std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
-  if (vm["chat"].as<bool>()) {
+  if (chat) {
     std::vector<int64_t> image_tokens;
     if (vm.count("image-tokens")) image_tokens = vm["image-tokens"].as<std::vector<int64_t>>();
     print_ids(evoq::text::chat_prompt_ids(tokenizer, image_tokens, input));

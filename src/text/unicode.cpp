@@ -1,5 +1,7 @@
 #include "evoq/text/unicode.h"
 
+#include <climits>
+
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
@@ -86,6 +88,7 @@ std::string utf8_lossy(std::string_view s) {
 
 std::string nfc(std::string_view s) {
   if (all_ascii(s)) return std::string(s);  // ASCII is always NFC
+  EVOQ_CHECK(s.size() < size_t(INT32_MAX), "NFC: text of ", s.size(), " bytes is too long");
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* normalizer = icu::Normalizer2::getNFCInstance(status);
   EVOQ_CHECK(U_SUCCESS(status), "ICU: cannot load NFC data (", u_errorName(status), ")");
