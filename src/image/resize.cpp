@@ -73,22 +73,33 @@ ResampleTaps bicubic_taps(int in_size, int out_size) {
 
 namespace {
 
-// Horizontal pass over input rows [row0, row0 + out.height).
-void resample_rows(const Image8& in, int row0, const ResampleTaps& taps, Image8& out) {
-  const int c = in.channels;
+// Horizontal pass over input rows [row0, row0 + out.height); C is the channel count (a template
+// parameter so the per-channel loops unroll).
+template <int C>
+void resample_rows_n(const Image8& in, int row0, const ResampleTaps& taps, Image8& out) {
   constexpr std::int32_t half = 1 << (kResampleFractionBits - 1);
-  std::int32_t sums[4];
   for (int y = 0; y < out.height; ++y) {
     const std::uint8_t* src = in.row(row0 + y);
     std::uint8_t* dst = out.row(y);
     for (int x = 0; x < out.width; ++x) {
       const std::int32_t* k = taps.weights.data() + std::size_t(x) * taps.stride;
-      const std::uint8_t* p = src + std::size_t(taps.first[x]) * c;
-      for (int ch = 0; ch < c; ++ch) sums[ch] = half;
-      for (int j = 0; j < taps.count[x]; ++j, p += c)
-        for (int ch = 0; ch < c; ++ch) sums[ch] += p[ch] * k[j];
-      for (int ch = 0; ch < c; ++ch) dst[x * c + ch] = clip_fixed(sums[ch]);
+      const std::uint8_t* p = src + std::size_t(taps.first[x]) * C;
+      std::int32_t sums[C];
+      for (int ch = 0; ch < C; ++ch) sums[ch] = half;
+      const int n = taps.count[x];
+      for (int j = 0; j < n; ++j, p += C)
+        for (int ch = 0; ch < C; ++ch) sums[ch] += p[ch] * k[j];
+      for (int ch = 0; ch < C; ++ch) dst[x * C + ch] = clip_fixed(sums[ch]);
     }
+  }
+}
+
+void resample_rows(const Image8& in, int row0, const ResampleTaps& taps, Image8& out) {
+  switch (in.channels) {
+    case 1: return resample_rows_n<1>(in, row0, taps, out);
+    case 2: return resample_rows_n<2>(in, row0, taps, out);
+    case 3: return resample_rows_n<3>(in, row0, taps, out);
+    default: return resample_rows_n<4>(in, row0, taps, out);
   }
 }
 
