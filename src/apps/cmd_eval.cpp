@@ -17,10 +17,10 @@ namespace po = boost::program_options;
 void add_options(po::options_description& o, po::positional_options_description&) {
   o.add_options()
       ("model", po::value<std::string>(), "scorer: brisque | niqe (model scorers register more names)")
-      ("dataset", po::value<std::vector<std::string>>()->composing(),
+      ("dataset", po::value<std::vector<std::string>>(),
        "dataset to evaluate (repeatable): KonIQ-10k[:train|val|test], SPAQ, AGIQA-3K, LIVE-Challenge, KADID-10k, "
        "PIPAL, TID2013, TID2008, CSIQ, LIVE, or csv:FILE (columns path + score|mos|dmos)")
-      ("root", po::value<std::vector<std::string>>()->composing(), "image root of a dataset: NAME=DIR (repeatable)")
+      ("root", po::value<std::vector<std::string>>(), "image root of a dataset: NAME=DIR (repeatable)")
       ("labels-dir", po::value<std::string>()->default_value(""), "label files (default: data/iqa-labels)")
       ("skip-missing", po::bool_switch(), "evaluate without the image files that are missing")
       ("out", po::value<std::string>()->default_value("eval-out"),
