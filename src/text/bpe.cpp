@@ -3,24 +3,20 @@
 #include <algorithm>
 #include <queue>
 
-#include "evoq/core/error.h"
 
 namespace evoq::text {
 
-BpeMerger::BpeMerger(const std::unordered_map<std::string, int32_t>& vocab,
-                     const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges) {
+BpeMerger::BpeMerger(const std::unordered_map<std::string, int32_t>& vocab, const std::vector<MergeRule>& rules,
+                     bool ignore_merges) {
   for (int b = 0; b < 256; ++b) {
     auto it = vocab.find(std::string(1, static_cast<char>(b)));
     byte_ids_[b] = it == vocab.end() ? -1 : it->second;
   }
-  merges_.reserve(merges.size() * 2);
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
-    auto l = vocab.find(left), r = vocab.find(right), m = vocab.find(left + right);
-    EVOQ_CHECK(l != vocab.end() && r != vocab.end() && m != vocab.end(), "tokenizer: merge ", rank + 1,
-               " names a token missing from the vocabulary");
+  merges_.reserve(rules.size() * 2);
+  for (size_t rank = 0; rank < rules.size(); ++rank) {
+    const MergeRule& rule = rules[rank];
     // A repeated pair keeps its last rank, as Hugging Face tokenizers does.
-    merges_.insert_or_assign(key(l->second, r->second), Merge{int32_t(rank), m->second});
+    merges_.insert_or_assign(key(rule.left, rule.right), Merge{int32_t(rank), rule.merged});
   }
   if (ignore_merges) whole_tokens_ = &vocab;
 }

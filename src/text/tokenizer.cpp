@@ -10,8 +10,7 @@
 
 namespace evoq::text {
 
-void Tokenizer::Impl::finish(const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
-                             std::string_view pattern) {
+void Tokenizer::Impl::finish(const std::vector<MergeRule>& merges, bool ignore_merges, std::string_view pattern) {
   merger.emplace(bytes_to_id, merges, ignore_merges);
   pretokenizer.emplace(pattern);
   vocab_size = int32_t(id_bytes.size());
@@ -36,6 +35,10 @@ void Tokenizer::Impl::finish(const std::vector<std::pair<std::string, std::strin
 }
 
 void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() > kCacheMaxPiece) {
+    merger->encode(piece, out);
+    return;
+  }
   const std::string key(piece);
   {
     std::shared_lock lock(cache_mutex);

@@ -31,13 +31,13 @@ struct Tokenizer::Impl {
   int32_t vocab_size = 0;
 
   // Pieces seen before: most text repeats a small set of words.
-  static constexpr size_t kCacheLimit = 1 << 18;
+  static constexpr size_t kCacheLimit = 1 << 18;    // entries; the cache is emptied when full
+  static constexpr size_t kCacheMaxPiece = 256;     // bytes; longer pieces are rare and not kept
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
   // Fills the derived lookup tables once vocab/merges/added tokens are in place.
-  void finish(const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
-              std::string_view pattern);
+  void finish(const std::vector<MergeRule>& merges, bool ignore_merges, std::string_view pattern);
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
 };

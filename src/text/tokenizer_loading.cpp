@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Merges = std::vector<std::pair<std::string, std::string>>;
+using Merges = std::vector<MergeRule>;
 
 // GPT-2's pattern, used by a ByteLevel pre-tokenizer with use_regex = true.
 constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -34,6 +34,60 @@ std::string read_file(const fs::path& path) {
 json read_json(const fs::path& path) {
   try {
     return json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    fail("tokenizer: ", path.string(), " is not valid JSON (", e.what(), ")");
+  }
+}
+
+// The big tables of a tokenizer file, taken out of the JSON tree while parsing (a tree of 150k
+// std::map entries and 300k strings costs more than the rest of loading together).
+struct Tables {
+  std::vector<std::pair<std::string, json>> vocab;  // members of the vocab object, in file order
+  std::vector<json> merges;                         // items of the merges array, in file order
+};
+
+// Parses `path`, moving the members of the object at key path `vocab_at` (empty: the root) and the
+// items of the array at `merges_at` into `tables` instead of the returned tree.
+json read_json_tables(const fs::path& path, const std::vector<std::string>& vocab_at,
+                      const std::vector<std::string>& merges_at, Tables& tables) {
+  std::vector<std::string> keys(8);  // keys[d]: the last key read at depth d
+  auto inside = [&](const std::vector<std::string>& at, int depth) {
+    if (depth != int(at.size()) + 1 || keys.size() <= at.size()) return false;
+    for (size_t i = 0; i < at.size(); ++i)
+      if (keys[i + 1] != at[i]) return false;
+    return true;
+  };
+  const bool want_merges = !merges_at.empty();
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    switch (event) {
+      case json::parse_event_t::key:
+        if (int(keys.size()) <= depth) keys.resize(depth + 1);
+        keys[depth] = parsed.get<std::string>();
+        return !inside(vocab_at, depth);  // a vocab member's key is remembered here, not stored in the tree
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        if (int(keys.size()) <= depth + 1) keys.resize(depth + 2);
+        keys[depth + 1].clear();
+        return true;
+      case json::parse_event_t::value:
+        if (inside(vocab_at, depth)) {
+          tables.vocab.emplace_back(keys[depth], std::move(parsed));
+          return false;
+        }
+        [[fallthrough]];
+      case json::parse_event_t::array_end:
+      case json::parse_event_t::object_end:
+        // A merge is a string (value event) or a [left, right] array (array_end at the item's depth).
+        if (want_merges && inside(merges_at, depth)) {
+          tables.merges.push_back(std::move(parsed));
+          return false;
+        }
+        return true;
+    }
+    return true;
+  };
+  try {
+    return json::parse(read_file(path), callback);
   } catch (const json::exception& e) {
     fail("tokenizer: ", path.string(), " is not valid JSON (", e.what(), ")");
   }
@@ -61,10 +115,11 @@ void add_vocab_entry(Tokenizer::Impl& impl, const std::string& text, int32_t id)
   }
 }
 
-void read_vocab_object(Tokenizer::Impl& impl, const json& vocab, const fs::path& file) {
-  EVOQ_CHECK(vocab.is_object() && !vocab.empty(), "tokenizer: ", file.string(), ": vocab must be a non-empty object");
+void read_vocab_entries(Tokenizer::Impl& impl, const std::vector<std::pair<std::string, json>>& vocab,
+                        const fs::path& file) {
+  EVOQ_CHECK(!vocab.empty(), "tokenizer: ", file.string(), ": the vocab must be a non-empty object");
   impl.bytes_to_id.reserve(vocab.size() * 2);
-  for (const auto& [text, id] : vocab.items()) add_vocab_entry(impl, text, token_id_value(id, file, text));
+  for (const auto& [text, id] : vocab) add_vocab_entry(impl, text, token_id_value(id, file, text));
 }
 
 // One merge as raw bytes; `text` holds the two byte-level halves separated by one space.
@@ -78,13 +133,15 @@ std::pair<std::string, std::string> merge_from_text(std::string_view text, const
   return {*left, *right};
 }
 
-// `number`: the merge's line in merges.txt, or its 1-based index in tokenizer.json.
-void check_merge_in_vocab(const Tokenizer::Impl& impl, const std::pair<std::string, std::string>& merge,
-                          const fs::path& file, size_t number) {
-  const auto& [l, r] = merge;
-  EVOQ_CHECK(impl.bytes_to_id.count(l) && impl.bytes_to_id.count(r) && impl.bytes_to_id.count(l + r), "tokenizer: ",
-             file.string(), ": merge ", number, " ('", bytes_to_byte_level(l), " ", bytes_to_byte_level(r),
-             "') uses a token missing from the vocabulary");
+// The merge of byte strings l and r as ids; `number` is its line in merges.txt, or its 1-based
+// index in tokenizer.json.
+MergeRule merge_rule(const Tokenizer::Impl& impl, const std::string& l, const std::string& r, const fs::path& file,
+                     size_t number) {
+  auto left = impl.bytes_to_id.find(l), right = impl.bytes_to_id.find(r), merged = impl.bytes_to_id.find(l + r);
+  EVOQ_CHECK(left != impl.bytes_to_id.end() && right != impl.bytes_to_id.end() && merged != impl.bytes_to_id.end(),
+             "tokenizer: ", file.string(), ": merge ", number, " ('", bytes_to_byte_level(l), " ",
+             bytes_to_byte_level(r), "') uses a token missing from the vocabulary");
+  return {left->second, right->second, merged->second};
 }
 
 AddedToken added_token_from(const json& entry, int32_t id, const fs::path& file) {
@@ -151,7 +208,8 @@ void read_pre_tokenizer(const json& node, const fs::path& file, std::string& pat
 
 void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& merges, bool& ignore_merges,
                          std::string& pattern) {
-  const json root = read_json(file);
+  Tables tables;
+  const json root = read_json_tables(file, {"model", "vocab"}, {"model", "merges"}, tables);
   EVOQ_CHECK(root.is_object() && root.contains("model") && root["model"].is_object(), "tokenizer: ",
              file.string(), ": no 'model' object");
   const json& model = root["model"];
@@ -164,25 +222,26 @@ void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& me
   EVOQ_CHECK(empty_or_null("continuing_subword_prefix") && empty_or_null("end_of_word_suffix"), "tokenizer: ",
              file.string(), ": subword prefixes/suffixes are not supported");
   ignore_merges = model.value("ignore_merges", false);
-  EVOQ_CHECK(model.contains("vocab"), "tokenizer: ", file.string(), ": model has no vocab");
-  read_vocab_object(impl, model["vocab"], file);
+  EVOQ_CHECK(model.contains("vocab") && model["vocab"].is_object(), "tokenizer: ", file.string(),
+             ": model has no vocab object");
+  read_vocab_entries(impl, tables.vocab, file);
 
-  static const json no_merges = json::array();
-  const json& list = model.contains("merges") ? model["merges"] : no_merges;
-  EVOQ_CHECK(list.is_array(), "tokenizer: ", file.string(), ": merges must be an array");
+  EVOQ_CHECK(!model.contains("merges") || model["merges"].is_array(), "tokenizer: ", file.string(),
+             ": merges must be an array");
+  const std::vector<json>& list = tables.merges;
   merges.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const json& m = list[i];
     if (m.is_string()) {
-      merges.push_back(merge_from_text(m.get<std::string>(), file, i + 1));
+      const auto [l, r] = merge_from_text(m.get<std::string>(), file, i + 1);
+      merges.push_back(merge_rule(impl, l, r, file, i + 1));
     } else {
       EVOQ_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), "tokenizer: ",
                  file.string(), ": merge ", i + 1, " is not a pair of strings");
       auto l = byte_level_to_bytes(m[0].get<std::string>()), r = byte_level_to_bytes(m[1].get<std::string>());
       EVOQ_CHECK(l && r, "tokenizer: ", file.string(), ": merge ", i + 1, " is not byte-level text");
-      merges.emplace_back(*l, *r);
+      merges.push_back(merge_rule(impl, *l, *r, file, i + 1));
     }
-    check_merge_in_vocab(impl, merges.back(), file, i + 1);
   }
 
   impl.nfc = read_normalizer(root.value("normalizer", json()), file);
@@ -203,7 +262,10 @@ void load_tokenizer_json(Tokenizer::Impl& impl, const fs::path& file, Merges& me
 
 void load_vocab_and_merges(Tokenizer::Impl& impl, const fs::path& dir, Merges& merges) {
   const fs::path vocab_file = dir / "vocab.json", merges_file = dir / "merges.txt";
-  read_vocab_object(impl, read_json(vocab_file), vocab_file);
+  Tables tables;
+  const json root = read_json_tables(vocab_file, {}, {}, tables);
+  EVOQ_CHECK(root.is_object(), "tokenizer: ", vocab_file.string(), " is not a JSON object");
+  read_vocab_entries(impl, tables.vocab, vocab_file);
   EVOQ_CHECK(fs::exists(merges_file), "tokenizer: missing ", merges_file.string(), " (next to vocab.json)");
   std::istringstream lines(read_file(merges_file));
   std::string line;
@@ -212,8 +274,8 @@ void load_vocab_and_merges(Tokenizer::Impl& impl, const fs::path& dir, Merges& m
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (number == 1 && line.rfind("#version", 0) == 0)) continue;
-    merges.push_back(merge_from_text(line, merges_file, number));
-    check_merge_in_vocab(impl, merges.back(), merges_file, number);
+    const auto [l, r] = merge_from_text(line, merges_file, number);
+    merges.push_back(merge_rule(impl, l, r, merges_file, number));
   }
   impl.nfc = true;
 }
@@ -279,7 +341,8 @@ Tokenizer Tokenizer::load(const std::string& dir_name) {
   return tokenizer;
 }
 
-Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_t>>& vocab, const Merges& merges,
+Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_t>>& vocab,
+                                 const std::vector<std::pair<std::string, std::string>>& merges,
                                  const std::vector<AddedToken>& added, std::string_view pattern) {
   auto impl = std::make_shared<Impl>();
   impl->source = "in-memory tables";
@@ -287,14 +350,14 @@ Tokenizer Tokenizer::from_tables(const std::vector<std::pair<std::string, int32_
     EVOQ_CHECK(id >= 0 && id < kMaxTokenId, "tokenizer: token '", text, "' has a bad id ", id);
     add_vocab_entry(*impl, text, id);
   }
-  Merges byte_merges;
-  for (const auto& [l, r] : merges) {
-    auto lb = byte_level_to_bytes(l), rb = byte_level_to_bytes(r);
-    EVOQ_CHECK(lb && rb, "tokenizer: merge '", l, " ", r, "' is not byte-level text");
-    byte_merges.emplace_back(*lb, *rb);
+  Merges rules;
+  for (size_t i = 0; i < merges.size(); ++i) {
+    auto l = byte_level_to_bytes(merges[i].first), r = byte_level_to_bytes(merges[i].second);
+    EVOQ_CHECK(l && r, "tokenizer: merge '", merges[i].first, " ", merges[i].second, "' is not byte-level text");
+    rules.push_back(merge_rule(*impl, *l, *r, "in-memory tables", i + 1));
   }
   for (const AddedToken& token : added) add_or_replace(impl->added, token);
-  impl->finish(byte_merges, false, pattern);
+  impl->finish(rules, false, pattern);
   return Tokenizer(impl);
 }
 

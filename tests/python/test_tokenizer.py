@@ -12,6 +12,7 @@ Oracles:
 import json
 import os
 import random
+import re
 import subprocess
 import tempfile
 import unicodedata
@@ -77,6 +78,7 @@ def fixed_corpus():
         "<|im_start|>user\nhi<|im_end|>", "a<|image_pad|><|image_pad|>b",
         "<|vision_start|><|image_pad|><|vision_end|>Describe this image.", "<|im_end", "<|endoftext|><|endoftext|>",
         "x<|im_start|>", "<|im_start|><|im_end|>", "<think> </think>", "<<|im_end|>>", "<|im_end|>\u0301",
+        "<|im_end|>\u0338 a=\u0338b",  # U+0338 composes with '>' and '=' under NFC, but not across a special token
         C_COMPARE, C_SCORE, REASONING, C_SCORE + " " + REASONING,
         "<think>The image is sharp.</think> boxed{4.25}", "boxed{0}", "1", "0",
         ("Mixed: The image_quality score is 3.75/5 -- good!\n\n" * 5) + "END",
@@ -180,10 +182,21 @@ def test_tokenizer_json_agrees_with_vocab_files():
                     [from_vocab[i] for i in comparable])
 
 
-def test_decode_of_encode_is_nfc():
+def nfc_between_added_tokens(text, added):
+    """NFC of each stretch between added tokens (they are split out before normalisation)."""
+    pattern = "(" + "|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)) + ")"
+    parts = re.split(pattern, text)
+    return "".join(p if i % 2 else unicodedata.normalize("NFC", p) for i, p in enumerate(parts))
+
+
+def test_decode_of_encode_is_nfc(hf_qwen2):
     ids = evoq_encode(QWEN2, CORPUS)
     decoded = evoq_decode(QWEN2, ids)
-    bad = [(t, d) for t, d in zip(CORPUS, decoded) if d != unicodedata.normalize("NFC", t)]
+    added = [t.content for t in hf_qwen2.added_tokens_decoder.values()]
+    expected = [nfc_between_added_tokens(t, added) for t in CORPUS]
+    # Where no added token interferes, that is plain NFC of the whole text.
+    assert sum(e == unicodedata.normalize("NFC", t) for t, e in zip(CORPUS, expected)) >= len(CORPUS) - 1
+    bad = [(t, d) for t, d, e in zip(CORPUS, decoded, expected) if d != e]
     assert not bad, f"{len(bad)} differ; first: {bad[0][0]!r} -> {bad[0][1]!r}"
 
 

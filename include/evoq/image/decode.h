@@ -12,7 +12,13 @@
 // Known differences from PIL (checked against Pillow 13): a grey PNG whose tRNS chunk marks one grey
 // level transparent, and grey+alpha TIFFs (OpenCV drops their alpha; PIL makes those pixels white);
 // CMYK JPEGs (OpenCV's and Pillow's CMYK->RGB differ by a few levels); GIF is not read.
-// Every failure (missing, empty, unreadable or undecodable file) throws evoq::Error naming the file.
+// Every failure (missing, empty, unreadable, truncated or undecodable file) throws evoq::Error naming
+// the file, in one line that carries the codec's reason: the codecs' own stderr output is captured
+// while OpenCV decodes (so decodes are serialised process-wide, and other threads' stderr writes
+// in that window are passed on afterwards only when the decode succeeds). A JPEG without an
+// end-of-image marker after its last scan is refused as truncated, as PIL refuses it.
+// EXIF orientation is ignored (IMREAD_UNCHANGED), as PIL.Image.open does; note that transformers'
+// load_image(path) instead applies exif_transpose and convert("RGB") (dropping alpha, no white).
 #include <cstdint>
 #include <filesystem>
 #include <span>

@@ -11,12 +11,17 @@
 
 namespace evoq::text {
 
+// One merge: the adjacent tokens `left`, `right` become `merged`.
+struct MergeRule {
+  int32_t left, right, merged;
+};
+
 class BpeMerger {
  public:
-  // `vocab`: raw byte string of each token -> id. `merges`: pairs of raw byte strings in rank order;
-  // both halves and their concatenation must be in `vocab` (else evoq::Error naming the pair).
-  BpeMerger(const std::unordered_map<std::string, int32_t>& vocab,
-            const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges = false);
+  // `vocab`: raw byte string of each token -> id (must outlive the merger when ignore_merges).
+  // `rules`: merges in rank order (rank = index).
+  BpeMerger(const std::unordered_map<std::string, int32_t>& vocab, const std::vector<MergeRule>& rules,
+            bool ignore_merges = false);
 
   // Appends the ids of `piece` to `out`. Bytes without a single-byte token are dropped (no unk).
   void encode(std::string_view piece, std::vector<int32_t>& out) const;

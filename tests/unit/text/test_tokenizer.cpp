@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "evoq/core/error.h"
 #include "evoq/text/chat_template.h"
@@ -168,4 +169,33 @@ TEST(TokenizerFiles, ErrorsNameTheFile) {
   EXPECT_NE(error_of([&] { Tokenizer::load(bad_model.string()); }).find("not BPE"), std::string::npos);
 
   for (auto& dir : {empty, bad_json, no_merges, bad_merge, bad_id, bad_model}) fs::remove_all(dir);
+}
+
+TEST(QwenTokenizer, ConcurrentEncodingAgreesWithSerial) {
+  const Tokenizer& t = qwen();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i)
+    texts.push_back("prompt " + std::to_string(i * 7919) + ": rate\tthe  image \xE5\x9B\xBE" + std::to_string(i) +
+                    std::string(i % 5, ' ') + "quality" + std::string(i % 3, '\n'));
+  std::vector<Ids> serial;
+  for (auto& text : texts) serial.push_back(t.encode(text));
+  std::vector<std::vector<Ids>> parallel(4);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (auto& text : texts) parallel[k].push_back(t.encode(text));
+    });
+  for (auto& thread : threads) thread.join();
+  for (auto& result : parallel) EXPECT_EQ(result, serial);
+}
+
+TEST(QwenTokenizer, LongRunsDoNotExhaustTheRegex) {
+  const Tokenizer& t = qwen();
+  for (const std::string& filler : {std::string(" "), std::string("\n"), std::string("a"), std::string("7"),
+                                    std::string("!"), std::string("\xE4\xBD\xA0"), std::string(" \n")}) {
+    std::string text;
+    for (int i = 0; i < 200000; ++i) text += filler;
+    const Ids ids = t.encode(text + "x");
+    EXPECT_EQ(t.decode(ids), text + "x");
+  }
 }

@@ -1,0 +1,99 @@
+#pragma once
+// Model-agnostic voting loop of the offline stage (paper section 3.1, Algorithm 1 lines 2-5).
+//
+// The model is injected as a VoteFn, so the loop (rank split, order swaps, Eq. 1, lossless early
+// stop, crash-safe shards, resume, progress) is tested without one.
+//
+// Determinism: sample k of pair p is shown swapped (x_j first) iff bit 63 of
+// counter_hash(seed, p, k) is set — a pure function of (seed, pair, sample), decided PER SAMPLE so
+// that position bias averages out within a pair. A VoteFn that draws its sampling randomness from
+// (seed, pair, sample) as well makes the labels independent of the rank count and of resumes.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "evoq/evo/label_store.h"
+#include "evoq/evo/pairs.h"
+
+namespace evoq::evo {
+
+// The answer as shown to the model: 0 = first shown image better, 1 = second shown, invalid.
+enum class ShownAnswer : std::int8_t { first = 0, second = 1, invalid = -1 };
+
+struct SampleRequest {
+  int sample_index;  // 0..K-1
+  bool swapped;      // true: x_j is shown first
+};
+
+struct SampleResult {
+  ShownAnswer answer = ShownAnswer::invalid;
+  std::string response;  // raw text (stored only with keep_responses)
+};
+
+struct PairTask {
+  std::int64_t pair_index;
+  std::int64_t image_i, image_j;
+  const PairSet* pairs;
+};
+
+// Produces one result per request, in order. Throwing evoq::Error marks the pair as failed with the
+// message as reason (e.g. an unreadable image) and the loop goes on; other exceptions propagate.
+using VoteFn = std::function<std::vector<SampleResult>(const PairTask&, const std::vector<SampleRequest>&)>;
+
+// Adapts a one-sample function vote(pair, sample_index, swapped).
+VoteFn per_sample(std::function<SampleResult(const PairTask&, int sample_index, bool swapped)> vote);
+
+bool sample_swapped(std::uint64_t seed, std::int64_t pair_index, int sample_index);
+
+// Maps a shown answer back to the original order (x_i, x_j).
+SampleAnswer to_original_order(ShownAnswer answer, bool swapped);
+
+enum class RankSplit { block, strided };
+RankSplit parse_rank_split(const std::string& name);  // block | strided
+
+// Pair indices of `rank` out of `size`: contiguous blocks (sizes differ by at most 1) or p % size == rank.
+std::vector<std::int64_t> pairs_of_rank(std::size_t num_pairs, int rank, int size, RankSplit split);
+
+struct VoteConfig {
+  int K = 32;
+  bool early_stop = true;
+  std::uint64_t seed = 0;
+  int samples_per_call = 1;         // requests per VoteFn call (early stop is checked between calls)
+  int flush_every_pairs = 16;       // flush the shard after this many new pairs...
+  double flush_every_seconds = 60;  // ...or this much time, whichever comes first
+  double progress_every_seconds = 10;
+  bool keep_responses = false;
+  RankSplit split = RankSplit::block;
+};
+
+struct VoteStats {
+  std::size_t assigned = 0;        // pairs of this rank
+  std::size_t skipped = 0;         // already finished before this run
+  std::size_t done = 0;            // finished in this run
+  std::size_t failed = 0;
+  std::size_t samples = 0;         // samples drawn in this run
+  std::size_t samples_saved = 0;   // K * done(non-failed) - samples
+  std::size_t invalid = 0;
+  double seconds = 0.0;
+};
+
+struct ProgressInfo {
+  const VoteStats* stats;
+  std::size_t remaining;  // pairs of this rank still to do
+  int K;
+  double elapsed_seconds;
+};
+// "vote: 120/500 pairs (+20 resumed), 3.2 pairs/s, early stop saved 41.0% of samples, invalid 2.1%, ETA 2m05s"
+std::string format_progress(const ProgressInfo& info);
+
+// Runs the vote for this rank's pairs, skipping pairs the store already holds. `progress` (may be
+// empty) receives a line every progress_every_seconds and at the end. Flushes the store at the end.
+VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
+                     const VoteConfig& config, const std::function<void(const std::string&)>& progress = {});
+
+// Votes one pair: requests samples until K are drawn or (with early stop) Eq. 1 is decided.
+PairLabel vote_pair(const PairTask& task, const VoteFn& vote, const VoteConfig& config);
+
+}  // namespace evoq::evo

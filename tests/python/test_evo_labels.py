@@ -1,0 +1,270 @@
+"""`evoq pairs` and the voting loop's label store (pairs.h5, shards, labels.h5), read back with h5py
+and checked against oracles written here: Eq. 1 recomputed from the stored answers, the lossless
+early-stop point recomputed from the full answer sequence, the order-swap hash re-implemented,
+1 rank vs `mpirun -np 2` bit for bit, and kill -9 at random moments followed by resume."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+MPIRUN = shutil.which("mpirun")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+M64 = (1 << 64) - 1
+
+
+def evoq(*args, np_ranks=1, check=True, **kw):
+    cmd = [EVOQ, *map(str, args)]
+    if np_ranks > 1:
+        cmd = [MPIRUN, "-np", str(np_ranks), "--oversubscribe", *cmd]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def splitmix(z):
+    z = (z + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def counter_hash(seed, a, b):
+    return splitmix(splitmix(splitmix(seed) ^ a) ^ b)
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "imgs"
+    for i in range(14):
+        sub = d / ("sub" if i % 3 == 0 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"im{i:02d}.png").write_bytes(b"png")
+    (d / "readme.txt").write_text("not an image")
+    return d
+
+
+def make_pairs(tmp_path, images, n=40, seed=5):
+    out = tmp_path / "pairs.h5"
+    evoq("pairs", "--manifest", images, "-n", n, "--seed", seed, "-o", out)
+    return out
+
+
+# ---- pairs.h5 ------------------------------------------------------------------------------------
+def test_pairs_random_schema_and_properties(tmp_path, images):
+    out = make_pairs(tmp_path, images, n=91, seed=3)  # 14 images -> exactly 91 pairs
+    with h5py.File(out, "r") as f:
+        assert f.attrs["schema_version"] == 1
+        assert f.attrs["seed"] == 3 and f.attrs["mode"] == "random"
+        assert f.attrs["manifest"] == str(images) and "T" in f.attrs["creation_time"]
+        paths = [p.decode() for p in f["image_path"][:]]
+        i, j = f["pair_i"][:], f["pair_j"][:]
+    assert len(paths) == 14 and "readme.txt" not in paths and paths == sorted(paths)
+    assert sum(p.startswith("sub/") for p in paths) == 5
+    assert np.all(i != j) and np.all(i < 14) and np.all(j < 14)
+    assert len({(min(a, b), max(a, b)) for a, b in zip(i, j)}) == 91  # all distinct
+    r = evoq("pairs", "--manifest", images, "-n", 92, "-o", tmp_path / "x.h5", check=False)
+    assert r.returncode == 1 and "only 91 distinct pairs" in r.stderr
+    again = tmp_path / "again.h5"
+    evoq("pairs", "--manifest", images, "-n", 91, "--seed", 3, "-o", again)
+    with h5py.File(again) as f:
+        assert np.array_equal(f["pair_i"][:], i) and np.array_equal(f["pair_j"][:], j)
+
+
+def test_pairs_same_reference_and_pair_list(tmp_path):
+    lines = ["path,reference_id"] + [f"d/{r}_{k}.png,{r}" for r in ("a", "b", "c") for k in range(4)] + ["solo.png,z"]
+    (tmp_path / "list.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "p.h5"
+    evoq("pairs", "--manifest", tmp_path / "list.csv", "--root", "/data", "--mode", "same-reference", "-n", 18,
+         "--seed", 1, "-o", out)
+    with h5py.File(out) as f:
+        refs = [r.decode() for r in f["reference_id"][:]]
+        i, j = f["pair_i"][:], f["pair_j"][:]
+        assert f.attrs["root"] == "/data" and f.attrs["mode"] == "same-reference"
+    assert all(refs[a] == refs[b] for a, b in zip(i, j))
+    assert len({(min(a, b), max(a, b)) for a, b in zip(i, j)}) == 18
+    r = evoq("pairs", "--manifest", tmp_path / "list.csv", "--mode", "same-reference", "-n", 19, "-o", out, check=False)
+    assert r.returncode == 1 and "same-reference" in r.stderr
+    (tmp_path / "pl.txt").write_text("d/a_0.png,d/b_1.png\n3,0\n")
+    evoq("pairs", "--manifest", tmp_path / "list.csv", "--pair-list", tmp_path / "pl.txt", "-o", out)
+    with h5py.File(out) as f:
+        assert list(f["pair_i"][:]) == [0, 3] and list(f["pair_j"][:]) == [5, 0]
+        assert f.attrs["mode"] == "list"
+    (tmp_path / "one.txt").write_text("only.png\n")
+    r = evoq("pairs", "--manifest", tmp_path / "one.txt", "-o", out, check=False)
+    assert r.returncode == 1 and "only one image" in r.stderr
+
+
+# ---- labels.h5 -----------------------------------------------------------------------------------
+def read_labels(path):
+    with h5py.File(path, "r") as f:
+        data = {k: f[k][:] for k in f.keys()}
+        attrs = dict(f.attrs)
+    return data, attrs
+
+
+def vote(tmp_path, pairs, name, *extra, np_ranks=1, check=True, **kw):
+    out = tmp_path / name / "labels.h5"
+    out.parent.mkdir(exist_ok=True)
+    r = evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 9, "--seed", 4, *extra,
+             np_ranks=np_ranks, check=check, **kw)
+    return out, r
+
+
+def eq1(a, b):
+    return np.where((a == 0) & (b == 0), np.nan, np.where(a > b, 1.0, np.where(a < b, 0.0, 0.5)))
+
+
+def test_labels_schema_and_oracles(tmp_path, images):
+    pairs = make_pairs(tmp_path, images, n=60)
+    full, _ = vote(tmp_path, pairs, "full", "--no-early-stop", "--keep-responses")
+    early, _ = vote(tmp_path, pairs, "early")
+    F, attrs = read_labels(full)
+    E, _ = read_labels(early)
+    assert attrs["schema_version"] == 1 and attrs["K"] == 9 and attrs["seed"] == 4
+    for key in ("model_path", "model_checksum", "sampling", "prompt", "creation_time"):
+        assert key in attrs
+    with h5py.File(pairs) as f:
+        assert np.array_equal(F["pair_i"], f["pair_i"][:]) and np.array_equal(F["pair_j"], f["pair_j"][:])
+        paths = f["image_path"][:]
+        assert np.array_equal(F["path_i"], paths[f["pair_i"][:]])
+    assert np.array_equal(F["pair_index"], np.arange(60))
+    for D in (F, E):
+        off = D["sample_offset"]
+        assert np.array_equal(np.diff(off), D["samples_used"])
+        ans = D["sample_answer"]
+        for p in range(60):
+            a = ans[off[p]:off[p + 1]]
+            assert D["votes_i"][p] == np.sum(a == 0) and D["votes_j"][p] == np.sum(a == 1)
+            assert D["invalid"][p] == np.sum(a == -1)
+        np.testing.assert_array_equal(D["p_star"], eq1(D["votes_i"], D["votes_j"]))  # Eq. 1 (NaN == NaN)
+        assert np.array_equal(D["labelled"], ~np.isnan(D["p_star"]))
+    # Order swaps: bit 63 of counter_hash(seed, pair, sample).
+    for p in range(60):
+        sw = F["sample_swapped"][F["sample_offset"][p]:F["sample_offset"][p + 1]]
+        assert list(sw) == [counter_hash(4, p, k) >> 63 for k in range(9)]
+    assert 0.3 < F["sample_swapped"].mean() < 0.7
+    # Raw responses are stored per sample and agree with the recorded (unswapped) answers.
+    assert len(F["responses"]) == len(F["sample_answer"])
+    for resp, ans, sw in zip(F["responses"], F["sample_answer"], F["sample_swapped"]):
+        if ans == -1:
+            assert resp == b"no idea"
+        else:
+            shown_first_better = (ans == 0) != bool(sw)
+            assert resp.endswith(b"{0}" if shown_first_better else b"{1}")
+    # Early stop: same p*, and it stops at the first k where no continuation can change Eq. 1.
+    np.testing.assert_array_equal(E["p_star"], F["p_star"])
+    assert E["samples_used"].sum() < F["samples_used"].sum() == 60 * 9
+    for p in range(60):
+        a = F["sample_answer"][F["sample_offset"][p]:F["sample_offset"][p + 1]]
+        stop = 9
+        for k in range(1, 10):
+            d = np.sum(a[:k] == 0) - np.sum(a[:k] == 1)
+            if abs(d) > 9 - k:
+                stop = k
+                break
+        assert E["samples_used"][p] == stop, p
+        assert np.array_equal(E["sample_answer"][E["sample_offset"][p]:E["sample_offset"][p + 1]], a[:stop])
+
+
+DATASETS = ["pair_index", "pair_i", "pair_j", "path_i", "path_j", "votes_i", "votes_j", "invalid", "samples_used",
+            "p_star", "labelled", "failed", "fail_reason", "sample_offset", "sample_answer", "sample_swapped"]
+
+
+def assert_same_labels(a, b):
+    A, _ = read_labels(a)
+    B, _ = read_labels(b)
+    for k in DATASETS:
+        assert A[k].dtype == B[k].dtype, k
+        assert A[k].tobytes() == B[k].tobytes() if A[k].dtype != object else list(A[k]) == list(B[k]), k
+
+
+@pytest.mark.skipif(MPIRUN is None, reason="no mpirun")
+def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, images):
+    pairs = make_pairs(tmp_path, images, n=50)
+    one, _ = vote(tmp_path, pairs, "one")
+    two, r = vote(tmp_path, pairs, "two", np_ranks=2)
+    strided, _ = vote(tmp_path, pairs, "strided", "--split", "strided", "--samples-per-call", 1, np_ranks=2)
+    assert sorted(os.listdir(str(two) + ".shards")) == ["labels-shard-r0.h5", "labels-shard-r1.h5"]
+    assert_same_labels(one, two)
+    assert_same_labels(one, strided)
+    # A rerun skips every finished pair.
+    _, again = vote(tmp_path, pairs, "two", np_ranks=2)
+    assert '"done":0' in again.stdout and '"skipped":25' in again.stdout
+
+
+def test_failed_pairs_are_recorded_and_reported(tmp_path, images):
+    pairs = make_pairs(tmp_path, images, n=40)
+    out, r = vote(tmp_path, pairs, "fail", "--fail-images", "3", check=False)
+    assert r.returncode == 3
+    D, attrs = read_labels(out)
+    with h5py.File(pairs) as f:
+        involved = (f["pair_i"][:] == 3) | (f["pair_j"][:] == 3)
+        bad_path = f["image_path"][3].decode()
+    assert np.array_equal(D["failed"].astype(bool), involved) and involved.any()
+    assert all(f"cannot read image '{bad_path}'" == x.decode() for x in D["fail_reason"][involved])
+    assert attrs["num_failed"] == involved.sum()
+    assert np.all(np.isnan(D["p_star"][involved])) and not np.any(np.isnan(D["p_star"][~involved]))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, images):
+    pairs = make_pairs(tmp_path, images, n=10)
+    vote(tmp_path, pairs, "run")
+    out = tmp_path / "run" / "labels.h5"
+    r = evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 7, "--seed", 4, check=False)
+    assert r.returncode == 1 and "different settings (K)" in r.stderr
+
+
+def shard_pairs(shard_dir):
+    """Pair indices of every complete shard; every shard must be readable (never corrupt)."""
+    seen = []
+    if not os.path.isdir(shard_dir):
+        return seen
+    for name in sorted(os.listdir(shard_dir)):
+        if ".tmp." in name:
+            continue
+        with h5py.File(os.path.join(shard_dir, name), "r") as f:
+            seen.extend(f["pair_index"][:].tolist())
+            assert len(f["sample_offset"]) == len(f["pair_index"]) + 1
+    assert len(seen) == len(set(seen)), "a pair is duplicated across shards"
+    return seen
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path, images):
+    rng = random.Random(1)
+    pairs = make_pairs(tmp_path, images, n=80, seed=9)
+    reference, _ = vote(tmp_path, pairs, "reference")
+    out = tmp_path / "crash" / "labels.h5"
+    out.parent.mkdir()
+    shards = str(out) + ".shards"
+    finished = set()
+    kills = 0
+    for trial in range(6):
+        np_ranks = 2 if (MPIRUN and trial % 2 == 1) else 1
+        cmd = [EVOQ, "debug-evo", "vote-fake", "--pairs", str(pairs), "--out", str(out), "--K", "9", "--seed", "4",
+               "--flush-every", "1", "--sleep-ms", "3"]
+        if np_ranks > 1:
+            cmd = [MPIRUN, "-np", "2", "--oversubscribe", *cmd]
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(rng.uniform(0.3, 2.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole job: mpirun and its ranks
+            kills += 1
+        proc.wait()
+        time.sleep(0.1)
+        now = set(shard_pairs(shards))
+        assert finished <= now, "a flushed pair was lost"
+        finished = now
+    assert kills >= 2
+    evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 9, "--seed", 4, "--flush-every", 1)
+    assert len(shard_pairs(shards)) == 80
+    assert_same_labels(reference, out)

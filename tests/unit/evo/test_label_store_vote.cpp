@@ -1,0 +1,237 @@
+// Label store (shards, resume, merge) and the model-agnostic vote loop with fake vote functions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "evoq/core/error.h"
+#include "evoq/evo/label_store.h"
+#include "evoq/evo/majority_vote.h"
+#include "evoq/evo/vote_loop.h"
+
+namespace fs = std::filesystem;
+using namespace evoq::evo;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("evoq_evo_ls_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+PairSet make_pairs(int n_images, std::uint64_t n_pairs) {
+  Manifest m;
+  m.source = "mem";
+  m.root = "/root";
+  for (int i = 0; i < n_images; ++i) m.images.push_back({"img" + std::to_string(i) + ".png", ""});
+  return sample_random_pairs(m, n_pairs, 11);
+}
+
+LabelRunInfo run_info(int K, bool early_stop = true) {
+  LabelRunInfo info;
+  info.model_path = "fake";
+  info.model_checksum = "abc";
+  info.K = K;
+  info.seed = 3;
+  info.prompt = "compare";
+  info.early_stop = early_stop;
+  info.num_pairs = 0;
+  return info;
+}
+
+// Deterministic answers from (pair, sample): x_i wins with a pair-dependent probability; 10% invalid.
+SampleResult hash_answer(const PairTask& t, int k, bool swapped) {
+  const auto h = counter_hash(99, std::uint64_t(t.pair_index), std::uint64_t(k));
+  if (h % 10 == 0) return {ShownAnswer::invalid, "?"};
+  const bool i_better = (h >> 8) % 100 < std::uint64_t(20 + 60 * (t.pair_index % 2));
+  return {(i_better != swapped) ? ShownAnswer::first : ShownAnswer::second, "r"};
+}
+
+std::vector<PairLabel> merged(const fs::path& dir, const PairSet& pairs, const LabelRunInfo& info) {
+  merge_labels((dir / "shards").string(), pairs, info, (dir / "labels.h5").string());
+  return read_labels_h5((dir / "labels.h5").string());
+}
+
+void expect_same(const std::vector<PairLabel>& a, const std::vector<PairLabel>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t p = 0; p < a.size(); ++p) {
+    EXPECT_EQ(a[p].pair_index, b[p].pair_index);
+    EXPECT_EQ(a[p].votes_i, b[p].votes_i);
+    EXPECT_EQ(a[p].votes_j, b[p].votes_j);
+    EXPECT_EQ(a[p].invalid, b[p].invalid);
+    EXPECT_EQ(a[p].samples_used, b[p].samples_used);
+    EXPECT_EQ(a[p].answers, b[p].answers);
+    EXPECT_TRUE(a[p].p_star == b[p].p_star || (std::isnan(a[p].p_star) && std::isnan(b[p].p_star)));
+  }
+}
+
+}  // namespace
+
+TEST(VoteLoop, OrderMappingAndSplits) {
+  EXPECT_EQ(to_original_order(ShownAnswer::first, false), answer_first);
+  EXPECT_EQ(to_original_order(ShownAnswer::first, true), answer_second);
+  EXPECT_EQ(to_original_order(ShownAnswer::second, true), answer_first);
+  EXPECT_EQ(to_original_order(ShownAnswer::invalid, true), answer_invalid);
+  for (auto split : {RankSplit::block, RankSplit::strided}) {
+    std::vector<int> seen(10, 0);
+    for (int r = 0; r < 3; ++r)
+      for (auto p : pairs_of_rank(10, r, 3, split)) ++seen[p];
+    EXPECT_EQ(seen, std::vector<int>(10, 1));
+  }
+  EXPECT_EQ(pairs_of_rank(10, 1, 3, RankSplit::block), (std::vector<std::int64_t>{3, 4, 5}));
+  int swaps = 0;
+  for (int k = 0; k < 1000; ++k) swaps += sample_swapped(5, 17, k);
+  EXPECT_NEAR(swaps, 500, 80);
+}
+
+TEST(VoteLoop, VotePairCountsInOriginalOrderAndFailures) {
+  const auto pairs = make_pairs(5, 4);
+  VoteConfig config;
+  config.K = 6;
+  config.early_stop = false;
+  config.keep_responses = true;
+  // The model always prefers the image shown first: votes follow the swaps.
+  auto first_shown = per_sample([](const PairTask&, int, bool) { return SampleResult{ShownAnswer::first, "0"}; });
+  auto label = vote_pair({2, pairs.first[2], pairs.second[2], &pairs}, first_shown, config);
+  int swapped = 0;
+  for (int k = 0; k < 6; ++k) swapped += sample_swapped(config.seed, 2, k);
+  EXPECT_EQ(label.votes_j, swapped);
+  EXPECT_EQ(label.votes_i, 6 - swapped);
+  EXPECT_EQ(label.responses.size(), 6u);
+  auto broken = per_sample([](const PairTask&, int k, bool) -> SampleResult {
+    if (k == 2) evoq::fail("cannot read image 'x.png'");
+    return {ShownAnswer::first, ""};
+  });
+  auto f = vote_pair({0, pairs.first[0], pairs.second[0], &pairs}, broken, config);
+  EXPECT_TRUE(f.failed);
+  EXPECT_EQ(f.fail_reason, "cannot read image 'x.png'");
+  EXPECT_TRUE(std::isnan(f.p_star));
+}
+
+TEST(VoteLoop, EarlyStopGivesSameLabelsWithFewerSamples) {
+  auto dir = temp_dir("early");
+  const auto pairs = make_pairs(20, 60);
+  VoteConfig config;
+  config.K = 16;
+  auto vote = per_sample(hash_answer);
+  config.early_stop = false;
+  LabelStore full((dir / "full" / "shards").string(), 0, run_info(16, false));
+  auto s_full = run_voting(pairs, 0, 1, vote, full, config);
+  config.early_stop = true;
+  LabelStore early((dir / "early" / "shards").string(), 0, run_info(16, true));
+  auto s_early = run_voting(pairs, 0, 1, vote, early, config);
+  auto a = merged(dir / "full", pairs, run_info(16, false));
+  auto b = merged(dir / "early", pairs, run_info(16, true));
+  ASSERT_EQ(a.size(), 60u);
+  for (std::size_t p = 0; p < a.size(); ++p) {
+    EXPECT_TRUE(a[p].p_star == b[p].p_star || (std::isnan(a[p].p_star) && std::isnan(b[p].p_star)));
+    EXPECT_LE(b[p].samples_used, a[p].samples_used);
+    // The early-stopped answers are a prefix of the full run's answers.
+    EXPECT_TRUE(std::equal(b[p].answers.begin(), b[p].answers.end(), a[p].answers.begin()));
+    // Eq. 1 recomputed from the stored votes.
+    const auto v = preference_value(majority_vote(a[p].votes_i, a[p].votes_j));
+    EXPECT_EQ(v.has_value(), !std::isnan(a[p].p_star));
+  }
+  EXPECT_EQ(s_full.samples, 60u * 16u);
+  EXPECT_LT(s_early.samples, s_full.samples);
+  EXPECT_EQ(s_early.samples + s_early.samples_saved, s_full.samples);
+  fs::remove_all(dir);
+}
+
+TEST(VoteLoop, TwoRankSplitEqualsOneRankAndResumeSkipsFinished) {
+  auto dir = temp_dir("split");
+  const auto pairs = make_pairs(12, 30);
+  const auto info = run_info(8);
+  VoteConfig config;
+  config.K = 8;
+  config.flush_every_pairs = 3;
+  auto vote = per_sample(hash_answer);
+  {
+    LabelStore one((dir / "one" / "shards").string(), 0, info);
+    run_voting(pairs, 0, 1, vote, one, config);
+  }
+  // Two "ranks" in sequence, the second interrupted after 4 pairs (the vote throws a non-evoq
+  // error, like a crash) and resumed with a fresh store.
+  {
+    LabelStore r0((dir / "two" / "shards").string(), 0, info);
+    run_voting(pairs, 0, 2, vote, r0, config);
+  }
+  int calls = 0;
+  auto crashing = per_sample([&](const PairTask& t, int k, bool s) {
+    if (k == 0 && ++calls > 4) throw std::runtime_error("simulated crash");
+    return hash_answer(t, k, s);
+  });
+  {
+    LabelStore r1((dir / "two" / "shards").string(), 1, info);
+    EXPECT_THROW(run_voting(pairs, 1, 2, crashing, r1, config), std::runtime_error);
+  }
+  LabelStore resumed((dir / "two" / "shards").string(), 1, info);
+  EXPECT_EQ(resumed.finished_count(), 15u + 3u);  // rank 0's 15 pairs + one flush of 3 from rank 1
+  int resumed_calls = 0;
+  auto counting = per_sample([&](const PairTask& t, int k, bool s) {
+    resumed_calls += k == 0;
+    return hash_answer(t, k, s);
+  });
+  auto stats = run_voting(pairs, 1, 2, counting, resumed, config);
+  EXPECT_EQ(stats.skipped, 3u);
+  EXPECT_EQ(stats.done, 12u);
+  EXPECT_EQ(resumed_calls, 12);
+  expect_same(merged(dir / "one", pairs, info), merged(dir / "two", pairs, info));
+  // A third run has nothing to do.
+  LabelStore again((dir / "two" / "shards").string(), 1, info);
+  EXPECT_EQ(run_voting(pairs, 1, 2, counting, again, config).done, 0u);
+  // A different rank count on resume works: everything is already finished.
+  LabelStore three((dir / "two" / "shards").string(), 2, info);
+  EXPECT_EQ(run_voting(pairs, 2, 3, counting, three, config).done, 0u);
+  fs::remove_all(dir);
+}
+
+TEST(LabelStore, RefusesOtherSettingsAndIncompleteMerge) {
+  auto dir = temp_dir("refuse");
+  const auto pairs = make_pairs(6, 5);
+  VoteConfig config;
+  config.K = 4;
+  {
+    LabelStore store((dir / "shards").string(), 0, run_info(4));
+    PairLabel l;
+    l.pair_index = 0;
+    l.votes_i = 1;
+    l.samples_used = 1;
+    l.answers = {answer_first};
+    l.swapped = {0};
+    l.p_star = 1.0;
+    store.add(l);
+    EXPECT_THROW(store.add(l), evoq::Error);
+    store.flush();
+  }
+  try {
+    LabelStore other((dir / "shards").string(), 0, run_info(8));
+    FAIL() << "a shard with K=4 was accepted for K=8";
+  } catch (const evoq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("K"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(merge_labels((dir / "shards").string(), pairs, run_info(4), (dir / "l.h5").string()), evoq::Error);
+  auto summary = merge_labels((dir / "shards").string(), pairs, run_info(4), (dir / "l.h5").string(), true);
+  EXPECT_EQ(summary.pairs, 1u);
+  EXPECT_EQ(summary.missing, 4u);
+  fs::remove_all(dir);
+}
+
+TEST(VoteLoop, ProgressLine) {
+  VoteStats s;
+  s.assigned = 100;
+  s.skipped = 10;
+  s.done = 40;
+  s.failed = 0;
+  s.samples = 40 * 32 / 2;     // half of the budget used
+  s.samples_saved = 40 * 32 / 2;
+  s.invalid = 64;              // 10% of samples
+  const auto line = format_progress({&s, 50, 32, 20.0});
+  EXPECT_NE(line.find("50/100 pairs (10 resumed)"), std::string::npos) << line;
+  EXPECT_NE(line.find("2.00 pairs/s"), std::string::npos) << line;
+  EXPECT_NE(line.find("saved 50.0%"), std::string::npos) << line;
+  EXPECT_NE(line.find("invalid 10.0%"), std::string::npos) << line;
+  EXPECT_NE(line.find("ETA 0m25s"), std::string::npos) << line;
+}
