@@ -1,9 +1,12 @@
 // evoq eval: score benchmark datasets with a scorer (handcrafted baseline or a registered model) and report
 // SRCC / KRCC / PLCC per dataset and their weighted average (Table 2 layout).
 #include <boost/any.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "evoq/core/cli.h"
+#include "evoq/core/log.h"
+#include "evoq/dist/communicator.h"
 #include "evoq/eval/baselines.h"
 #include "evoq/eval/eval_run.h"
 
@@ -14,10 +17,10 @@ namespace po = boost::program_options;
 void add_options(po::options_description& o, po::positional_options_description&) {
   o.add_options()
       ("model", po::value<std::string>(), "scorer: brisque | niqe (model scorers register more names)")
-      ("dataset", po::value<std::vector<std::string>>()->composing(),
+      ("dataset", po::value<std::vector<std::string>>(),
        "dataset to evaluate (repeatable): KonIQ-10k[:train|val|test], SPAQ, AGIQA-3K, LIVE-Challenge, KADID-10k, "
        "PIPAL, TID2013, TID2008, CSIQ, LIVE, or csv:FILE (columns path + score|mos|dmos)")
-      ("root", po::value<std::vector<std::string>>()->composing(), "image root of a dataset: NAME=DIR (repeatable)")
+      ("root", po::value<std::vector<std::string>>(), "image root of a dataset: NAME=DIR (repeatable)")
       ("labels-dir", po::value<std::string>()->default_value(""), "label files (default: data/iqa-labels)")
       ("skip-missing", po::bool_switch(), "evaluate without the image files that are missing")
       ("out", po::value<std::string>()->default_value("eval-out"),
@@ -27,6 +30,14 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("brisque-model", po::value<std::string>()->default_value(""), "BRISQUE SVR model (default data/brisque)")
       ("brisque-range", po::value<std::string>()->default_value(""), "BRISQUE feature range (default data/brisque)")
       ("niqe-params", po::value<std::string>()->default_value(""), "NIQE pristine parameters .npz (default data/niqe)");
+}
+
+// True when started by mpirun/srun with more than one task: only then is MPI initialised, so a plain
+// `evoq eval` needs no MPI runtime.
+bool launched_in_parallel() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"})
+    if (const char* v = std::getenv(var); v && std::atoi(v) > 1) return true;
+  return false;
 }
 
 int run(const po::variables_map& vm) {
@@ -47,6 +58,14 @@ int run(const po::variables_map& vm) {
   // Every string option reaches the scorer factory (a model scorer reads its own, e.g. its model dir).
   for (const auto& [key, value] : vm)
     if (const auto* s = boost::any_cast<std::string>(&value.value())) opt.scorer_options[key] = *s;
+  std::shared_ptr<evoq::dist::Communicator> comm;
+  if (launched_in_parallel()) {
+    comm = evoq::dist::mpi_world();
+    opt.rank = comm->rank();
+    opt.world = comm->size();
+    opt.barrier = [comm] { comm->barrier(); };
+    evoq::log::set_rank(opt.rank);
+  }
   evoq::eval::run_eval(opt, std::cout);
   return 0;
 }

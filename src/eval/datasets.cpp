@@ -75,7 +75,7 @@ std::vector<LabelledImage> read_agiqa(const std::string& file) {
     LabelledImage im;
     im.id = field(t, i, name, file);
     im.score = parse_score(field(t, i, mos, file), file, t.line_numbers[i]);
-    const std::string& model = im.id.substr(0, im.id.find('_'));
+    const std::string model = im.id.substr(0, im.id.find('_'));
     im.distortion = model;  // the generating model (AttnGAN, DALLE2, ...)
     images.push_back(std::move(im));
   }

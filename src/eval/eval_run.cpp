@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <set>
 
 #include "evoq/core/error.h"
@@ -32,6 +33,20 @@ std::set<std::string> root_keys(const Dataset& d, const std::string& requested) 
     if (lower(info.name) == base)
       for (const auto& a : info.aliases) keys.insert(a);
   return keys;
+}
+
+// OUT/scores.h5 first, then OUT/scores.rank*.h5 in name order.
+std::vector<std::string> score_files(const std::string& out_dir) {
+  std::vector<std::string> files;
+  if (fs::exists(fs::path(out_dir) / "scores.h5")) files.push_back((fs::path(out_dir) / "scores.h5").string());
+  std::vector<std::string> ranks;
+  for (const auto& e : fs::directory_iterator(out_dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("scores.rank", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5") ranks.push_back(e.path().string());
+  }
+  std::sort(ranks.begin(), ranks.end());
+  files.insert(files.end(), ranks.begin(), ranks.end());
+  return files;
 }
 
 void write_text(const fs::path& path, const std::string& text) {
@@ -94,33 +109,71 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
            "); fix --root or pass --skip-missing");
   }
 
-  // 2. Scoring, resumable.
+  // 2. Scoring, resumable and sharded.
+  EVOQ_CHECK(opt.world >= 1 && opt.rank >= 0 && opt.rank < opt.world, "bad shard: rank ", opt.rank, " of ", opt.world);
+  EVOQ_CHECK(opt.world == 1 || opt.barrier, "sharded eval needs a barrier");
   auto scorer = make_scorer(opt.model, opt.scorer_options);
-  ScoreStore store((fs::path(opt.out_dir) / "scores.h5").string(), scorer->name(), opt.flush_every);
-  const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
-  for (const auto& d : datasets) {
-    std::vector<const LabelledImage*> todo;
-    for (const auto& im : d.images)
-      if (!store.contains(d.name, im.id)) todo.push_back(&im);
-    log::info(d.name, ": ", d.images.size() - todo.size(), " of ", d.images.size(), " images already scored, ",
-              todo.size(), " to go");
-    for (std::size_t start = 0; start < todo.size(); start += batch) {
-      const std::size_t end = std::min(todo.size(), start + batch);
-      std::vector<std::string> paths;
-      for (std::size_t i = start; i < end; ++i) paths.push_back(todo[i]->path);
-      const auto results = scorer->score_batch(paths);
-      EVOQ_CHECK(results.size() == paths.size(), "scorer ", scorer->name(), " returned ", results.size(),
-                 " results for ", paths.size(), " images");
-      for (std::size_t i = start; i < end; ++i) {
-        const ScoreResult& r = results[i - start];
-        ScoreRecord rec{d.name, todo[i]->id, r.score.value_or(std::nan("")), ""};
-        if (!r.score || !std::isfinite(*r.score))
-          rec.invalid_reason = r.invalid_reason.empty() ? "no score" : r.invalid_reason;
-        store.add(std::move(rec));
+  const fs::path merged_path = fs::path(opt.out_dir) / "scores.h5";
+  std::set<std::pair<std::string, std::string>> done;
+  for (const auto& file : score_files(opt.out_dir)) {
+    std::string model;
+    for (const auto& r : ScoreStore::read_file(file, &model)) done.insert({r.dataset, r.image});
+    EVOQ_CHECK(model == scorer->name(), file, ": holds scores of model '", model, "', not '", scorer->name(),
+               "'; use another --out directory");
+  }
+  if (opt.world > 1) opt.barrier();  // everyone has read the files before anyone writes
+  const std::string own_path =
+      opt.world == 1 ? merged_path.string() : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
+  {
+    ScoreStore store(own_path, scorer->name(), opt.flush_every);
+    const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
+    std::size_t position = 0;  // index in the global to-do list, for the shard
+    for (const auto& d : datasets) {
+      std::vector<const LabelledImage*> todo;
+      std::size_t left = 0;
+      for (const auto& im : d.images)
+        if (!done.contains({d.name, im.id})) {
+          if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank)) todo.push_back(&im);
+          ++left;
+        }
+      log::info(d.name, ": ", d.images.size() - left, " of ", d.images.size(), " images already scored, ", left,
+                " to go", opt.world > 1 ? " (" + std::to_string(todo.size()) + " on this rank)" : std::string());
+      for (std::size_t start = 0; start < todo.size(); start += batch) {
+        const std::size_t end = std::min(todo.size(), start + batch);
+        std::vector<std::string> paths;
+        for (std::size_t i = start; i < end; ++i) paths.push_back(todo[i]->path);
+        const auto results = scorer->score_batch(paths);
+        EVOQ_CHECK(results.size() == paths.size(), "scorer ", scorer->name(), " returned ", results.size(),
+                   " results for ", paths.size(), " images");
+        for (std::size_t i = start; i < end; ++i) {
+          const ScoreResult& r = results[i - start];
+          ScoreRecord rec{d.name, todo[i]->id, r.score.value_or(std::nan("")), ""};
+          if (!r.score || !std::isfinite(*r.score))
+            rec.invalid_reason = r.invalid_reason.empty() ? "no score" : r.invalid_reason;
+          store.add(std::move(rec));
+        }
       }
     }
+    store.flush();
+  }
+  if (opt.world > 1) {
+    opt.barrier();  // all shards are on disk
+    if (opt.rank != 0) return {};
+  }
+  // Merge every score file into scores.h5 (a no-op with one rank and no leftovers of a sharded run).
+  const auto files = score_files(opt.out_dir);
+  ScoreStore store(merged_path.string(), scorer->name(), std::numeric_limits<std::size_t>::max());
+  bool merged_any = false;
+  for (const auto& file : files) {
+    if (fs::path(file) == merged_path) continue;
+    for (auto& r : ScoreStore::read_file(file, nullptr))
+      if (!store.contains(r.dataset, r.image)) store.add(std::move(r));
+    merged_any = true;
   }
   store.flush();
+  if (merged_any)
+    for (const auto& file : files)
+      if (fs::path(file) != merged_path) fs::remove(file);
 
   // 3. Metrics and outputs.
   EvalResult result;

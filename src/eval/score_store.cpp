@@ -1,47 +1,17 @@
 #include "evoq/eval/score_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
-#include <functional>
 
 #include <hdf5.h>
 
 #include "evoq/core/error.h"
+#include "evoq/io/atomic_file.h"
 
 namespace evoq::eval {
 namespace {
 
 constexpr int kSchemaVersion = 1;
-
-// fsync a path (a directory may refuse with EINVAL; the rename is still atomic there).
-// Same contract as io::fsync_path / io::replace_file_atomic; kept local until the io layer lands in main.
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open ", path, " to fsync: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int saved = errno;
-  ::close(fd);
-  if (rc != 0 && saved != EINVAL) fail("fsync failed for ", path, ": ", std::strerror(saved));
-}
-
-void replace_atomic(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    write(tmp);
-    fsync_path(tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno));
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  const auto parent = std::filesystem::path(path).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string());
-}
 
 // RAII for HDF5 ids.
 struct Id {
@@ -190,7 +160,7 @@ void ScoreStore::add(ScoreRecord record) {
 
 void ScoreStore::flush() {
   if (pending_ == 0 && std::filesystem::exists(path_)) return;
-  replace_atomic(path_, [&](const std::string& tmp) { write_file(tmp, model_, records_); });
+  io::replace_file_atomic(path_, [&](const std::string& tmp) { write_file(tmp, model_, records_); });
   pending_ = 0;
 }
 

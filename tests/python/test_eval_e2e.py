@@ -6,6 +6,7 @@ the published algorithm (Mittal et al. 2013, as defined by BasicSR / pyiqa), h5p
 import csv
 import json
 import os
+import shutil
 import subprocess
 
 import h5py
@@ -200,3 +201,40 @@ def test_official_csiq_labels_with_a_root(tmp_path):
     score = [float(r["model_score"]) for r in rows]
     dmos = [labels[r["image"]] for r in rows]
     assert d["srcc"] == pytest.approx(stats.spearmanr(score, dmos)[0], abs=1e-9) and d["srcc"] > 0
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
+def test_sharded_over_two_ranks_matches_one_rank(tmp_path):
+    single = tmp_path / "one"
+    run_eval(single, "niqe")
+    # Resume a sharded run from a partial single-rank score file: 4 images done, 6 left for 2 ranks.
+    sharded = tmp_path / "two"
+    manifest = tmp_path / "first4.csv"
+    with open(MANIFEST) as f:
+        lines = f.read().splitlines()
+    manifest.write_text("\n".join([lines[0]] + [os.path.join(SAMPLE, l) for l in lines[1:5]]) + "\n")
+    subprocess.run([EVOQ, "eval", "--model", "niqe", "--dataset", "csv:" + str(manifest), "--out", str(sharded)],
+                   check=True, capture_output=True, text=True)
+    os.rename(sharded / "scores.h5", sharded / "keep.h5")
+    # Same dataset name as the full manifest ("dmos"): rewrite the partial file's dataset name.
+    with h5py.File(sharded / "keep.h5", "r") as src, h5py.File(sharded / "scores.h5", "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        names = [os.path.basename(n.decode() if isinstance(n, bytes) else n) for n in src["image"][:]]
+        dst.create_dataset("image", data=names, dtype=h5py.string_dtype())
+        for k in ("score", "invalid_reason"):
+            dst.create_dataset(k, data=src[k][:], dtype=src[k].dtype)
+        dst.create_dataset("dataset", data=["dmos"] * len(src["image"]), dtype=h5py.string_dtype())
+    os.remove(sharded / "keep.h5")
+    out = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", EVOQ, "eval", "--model", "niqe", "--dataset",
+                          "csv:" + MANIFEST, "--out", str(sharded), "--flush-every", "1"],
+                         check=True, capture_output=True, text=True)
+    assert "4 of 10 images already scored, 6 to go (3 on this rank)" in out.stderr
+    assert sorted(os.listdir(sharded)) == ["results.csv", "results.json", "scores.csv", "scores.h5"]
+    a = {r["image"]: float(r["model_score"]) for r in per_image(single)}
+    b = {r["image"]: float(r["model_score"]) for r in per_image(sharded)}
+    assert a == pytest.approx(b, rel=1e-12)
+    with h5py.File(sharded / "scores.h5", "r") as f:
+        assert len(f["image"]) == 10
+    ra, rb = json.load(open(single / "results.json")), json.load(open(sharded / "results.json"))
+    assert ra["datasets"][0]["srcc"] == pytest.approx(rb["datasets"][0]["srcc"], abs=1e-12)

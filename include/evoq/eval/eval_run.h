@@ -4,7 +4,15 @@
 //      stderr, all in OUT/missing.txt) and the run stops before scoring unless skip_missing is set;
 //   2. score the images that OUT/scores.h5 does not hold yet (resumable; flushed every flush_every);
 //   3. write OUT/results.json, OUT/results.csv, OUT/scores.csv (per image) and print the table.
+//
+// Sharding over ranks (world > 1): every rank reads all score files present at the start (OUT/scores.h5
+// and OUT/scores.rank*.h5, whatever world size wrote them), then, after a barrier, scores the images
+// i % world == rank of what is left into its own OUT/scores.rank<R>.h5. After a second barrier rank 0 merges
+// every file into OUT/scores.h5 (atomically), removes the rank files and writes the outputs; the other
+// ranks return an empty result. Finished work is never lost or scored twice, also when a resumed run
+// uses another world size.
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -25,6 +33,8 @@ struct EvalOptions {
   std::string out_dir = "eval-out";
   std::size_t flush_every = 50;
   std::string baseline_json;                  // a previous results.json for the baseline column
+  int rank = 0, world = 1;                    // this process's shard
+  std::function<void()> barrier;              // required when world > 1
 };
 
 // Parses "NAME=DIR" (throws evoq::UsageError naming the option otherwise).
