@@ -51,6 +51,46 @@ std::string value_text(const po::variable_value& v) {
 
 }  // namespace
 
+// Keys before any [section] apply to every command that has them (others ignore them); keys in a
+// [command] section apply to that command only and must be its options.
+void store_config_file(const Command& command, const po::options_description& options, const std::string& path,
+                       po::variables_map& vm) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("--config: cannot open '" + path + "'");
+  std::stringstream shared, own;
+  std::string line, section;
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first != std::string::npos && line[first] == '[') {
+      auto close = line.find(']', first);
+      if (close == std::string::npos) throw UsageError("--config " + path + ": malformed section line '" + line + "'");
+      section = line.substr(first + 1, close - first - 1);
+      continue;
+    }
+    if (section.empty()) shared << line << "\n";
+    else if (section == command.name) own << line << "\n";
+  }
+  try {
+    po::store(po::parse_config_file(own, options, /*allow_unregistered=*/false), vm);
+    auto parsed = po::parse_config_file(shared, options, /*allow_unregistered=*/true);
+    for (const auto& opt : parsed.options) {
+      if (!opt.unregistered) continue;
+      // A shared key must belong to at least one command, or it is a typo.
+      bool known = false;
+      for (const auto& other : registry()) {
+        po::options_description o;
+        po::positional_options_description p;
+        if (other.add_options) other.add_options(o, p);
+        if (o.find_nothrow(opt.string_key, false)) known = true;
+      }
+      if (!known) throw UsageError("--config " + path + ": unknown option '" + opt.string_key + "'");
+    }
+    po::store(parsed, vm);
+  } catch (const po::error& e) {
+    throw UsageError("--config " + path + ": " + e.what());
+  }
+}
+
 std::string help_text(const Command& command, const po::options_description& options,
                       const po::variables_map& vm) {
   std::ostringstream os;
@@ -84,25 +124,7 @@ bool parse(const Command& command, int argc, const char* const* argv, po::variab
   try {
     auto parsed = po::command_line_parser(argc, argv).options(options).positional(positional).run();
     po::store(parsed, vm);  // first stored wins: the command line beats the config file
-    if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) throw UsageError("--config: cannot open '" + path + "'");
-      // Accept both plain "key = value" lines and a [command] section; other sections are ignored
-      // so one file can configure several commands.
-      std::stringstream filtered;
-      std::string line, section;
-      while (std::getline(in, line)) {
-        auto first = line.find_first_not_of(" \t");
-        if (first != std::string::npos && line[first] == '[') {
-          auto close = line.find(']', first);
-          section = line.substr(first + 1, close == std::string::npos ? std::string::npos : close - first - 1);
-          continue;
-        }
-        if (section.empty() || section == command.name) filtered << line << "\n";
-      }
-      po::store(po::parse_config_file(filtered, options, /*allow_unregistered=*/false), vm);
-    }
+    if (vm.count("config")) store_config_file(command, options, vm["config"].as<std::string>(), vm);
     if (vm.count("help")) {
       help_out << help_text(command, options, vm);
       return false;
@@ -134,7 +156,46 @@ void print_overview(std::ostream& os) {
 
 }  // namespace
 
+// `evoq --config F --help`: the overview plus, per command, the values F sets (validated).
+int print_config_overview(const std::string& path) {
+  print_overview(std::cout);
+  std::cout << "\nvalues from " << path << ":\n";
+  auto commands = registry();
+  std::sort(commands.begin(), commands.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  for (const auto& c : commands) {
+    po::options_description options("options");
+    po::positional_options_description positional;
+    if (c.add_options) c.add_options(options, positional);
+    add_common_options(options);
+    po::variables_map vm;
+    store_config_file(c, options, path, vm);
+    std::string line;
+    for (const auto& [key, value] : vm)
+      if (!value.defaulted() && key != "config") line += " --" + key + "=" + value_text(value);
+    if (!line.empty()) std::cout << "  " << std::left << std::setw(12) << c.name << line << "\n";
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  // A global `--config FILE` before the command applies to it as if given after it.
+  std::vector<char*> args(argv, argv + argc);
+  std::string global_config;
+  if (args.size() >= 3 && std::string(args[1]) == "--config") {
+    global_config = args[2];
+    args.erase(args.begin() + 1, args.begin() + 3);
+    if (args.size() < 2 || std::string(args[1]) == "--help" || std::string(args[1]) == "-h") {
+      try {
+        return print_config_overview(global_config);
+      } catch (const Error& e) {
+        std::cerr << "evoq: " << e.what() << "\n";
+        return 2;
+      }
+    }
+    args.insert(args.begin() + 2, {const_cast<char*>("--config"), const_cast<char*>(global_config.c_str())});
+  }
+  argc = int(args.size());
+  argv = args.data();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     print_overview(std::cout);

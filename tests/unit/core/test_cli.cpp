@@ -87,3 +87,10 @@ TEST(Cli, BadInputIsAUsageErrorNamingTheOption) {
   EXPECT_THROW(parse({"demo", "--config", cfg}, vm4), evoq::UsageError);
   std::remove(cfg.c_str());
 }
+
+TEST(Cli, UnknownKeyInOwnSectionIsAnError) {
+  auto cfg = write_temp("[demo]\nsampels = 3\n");
+  po::variables_map vm;
+  EXPECT_THROW(parse({"demo", "--config", cfg}, vm), evoq::UsageError);
+  std::remove(cfg.c_str());
+}

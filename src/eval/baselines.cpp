@@ -1,0 +1,110 @@
+#include "evoq/eval/baselines.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/quality/qualitybrisque.hpp>
+
+#include "evoq/core/error.h"
+#include "evoq/eval/niqe.h"
+
+#ifndef EVOQ_DATA_DIR
+#define EVOQ_DATA_DIR "data"
+#endif
+
+namespace evoq::eval {
+namespace fs = std::filesystem;
+namespace {
+
+cv::Mat load(const std::string& path, ScoreResult& result) {
+  cv::Mat img;
+  try {
+    img = cv::imread(path, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    result.invalid_reason = "cannot decode image: " + std::string(e.what());
+    return {};
+  }
+  if (img.empty()) result.invalid_reason = "cannot read image " + path;
+  return img;
+}
+
+class BrisqueScorer : public Scorer {
+ public:
+  BrisqueScorer(const std::string& model, const std::string& range) {
+    EVOQ_CHECK(fs::is_regular_file(model), "BRISQUE model file not found: ", model);
+    EVOQ_CHECK(fs::is_regular_file(range), "BRISQUE range file not found: ", range);
+    brisque_ = cv::quality::QualityBRISQUE::create(model, range);
+  }
+  std::string name() const override { return "brisque"; }
+  bool higher_is_better() const override { return false; }
+  ScoreResult score(const std::string& path) override {
+    ScoreResult r;
+    const cv::Mat img = load(path, r);
+    if (img.empty()) return r;
+    try {
+      r.score = brisque_->compute(img)[0];
+    } catch (const cv::Exception& e) {
+      r.invalid_reason = "BRISQUE failed: " + e.msg;
+    }
+    return r;
+  }
+
+ private:
+  cv::Ptr<cv::quality::QualityBRISQUE> brisque_;
+};
+
+class NiqeScorer : public Scorer {
+ public:
+  explicit NiqeScorer(const std::string& params) : model_(NiqeModel::load(params)) {}
+  std::string name() const override { return "niqe"; }
+  bool higher_is_better() const override { return false; }
+  ScoreResult score(const std::string& path) override {
+    ScoreResult r;
+    const cv::Mat img = load(path, r);
+    if (img.empty()) return r;
+    try {
+      r.score = niqe(img, model_);
+    } catch (const Error& e) {
+      r.invalid_reason = e.what();
+    }
+    return r;
+  }
+
+ private:
+  NiqeModel model_;
+};
+
+std::string option_or(const ScorerOptions& o, const std::string& key, const std::string& fallback) {
+  const auto it = o.find(key);
+  return it != o.end() && !it->second.empty() ? it->second : fallback;
+}
+
+}  // namespace
+
+std::string default_data_dir() {
+  if (const char* env = std::getenv("EVOQ_DATA_DIR"); env && *env) return env;
+  return EVOQ_DATA_DIR;
+}
+
+std::unique_ptr<Scorer> make_brisque_scorer(const std::string& model_file, const std::string& range_file) {
+  return std::make_unique<BrisqueScorer>(model_file, range_file);
+}
+
+std::unique_ptr<Scorer> make_niqe_scorer(const std::string& params_npz) {
+  return std::make_unique<NiqeScorer>(params_npz);
+}
+
+void register_baseline_scorers() {
+  register_scorer("brisque", [](const ScorerOptions& o) {
+    const fs::path d = fs::path(default_data_dir()) / "brisque";
+    return make_brisque_scorer(option_or(o, "brisque-model", (d / "brisque_model_live.yml").string()),
+                               option_or(o, "brisque-range", (d / "brisque_range_live.yml").string()));
+  });
+  register_scorer("niqe", [](const ScorerOptions& o) {
+    return make_niqe_scorer(
+        option_or(o, "niqe-params", (fs::path(default_data_dir()) / "niqe" / "niqe_pris_params.npz").string()));
+  });
+}
+
+}  // namespace evoq::eval

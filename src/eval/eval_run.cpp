@@ -1,0 +1,165 @@
+#include "evoq/eval/eval_run.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "evoq/core/error.h"
+#include "evoq/core/log.h"
+#include "evoq/eval/csv.h"
+#include "evoq/eval/datasets.h"
+#include "evoq/eval/score_store.h"
+
+namespace evoq::eval {
+namespace fs = std::filesystem;
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Keys under which a dataset's --root may be given.
+std::set<std::string> root_keys(const Dataset& d, const std::string& requested) {
+  std::set<std::string> keys = {lower(d.name), lower(requested)};
+  const std::string base = lower(d.name.substr(0, d.name.find(':')));
+  keys.insert(base);
+  for (const auto& info : known_datasets())
+    if (lower(info.name) == base)
+      for (const auto& a : info.aliases) keys.insert(a);
+  return keys;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  EVOQ_CHECK(out, "cannot write ", path.string());
+  out << text;
+  EVOQ_CHECK(out.good(), "cannot write ", path.string());
+}
+
+}  // namespace
+
+std::pair<std::string, std::string> parse_root(const std::string& spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    throw UsageError("--root '" + spec + "': expected NAME=DIR");
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
+  if (opt.datasets.empty()) throw UsageError("--dataset: give at least one dataset");
+  const std::string labels_dir = opt.labels_dir.empty() ? default_labels_dir() : opt.labels_dir;
+  fs::create_directories(opt.out_dir);
+
+  // 1. Manifests and missing files, before any scoring.
+  std::vector<Dataset> datasets;
+  std::vector<std::size_t> missing_counts;
+  std::set<std::string> used_roots;
+  std::string missing_report;
+  std::size_t missing_total = 0;
+  for (const auto& name : opt.datasets) {
+    Dataset d = load_dataset(name, labels_dir);
+    std::string root;
+    for (const auto& [key, dir] : opt.roots)
+      if (root_keys(d, name).contains(lower(key))) {
+        root = dir;
+        used_roots.insert(key);
+      }
+    if (root.empty() && d.layout != PathLayout::relative)
+      throw UsageError("dataset " + d.name + " needs its image root: --root " + d.name + "=DIR");
+    const auto missing = resolve_images(d, root);
+    if (!missing.empty()) {
+      std::cerr << d.name << ": " << missing.size() << " of " << d.images.size() << " image files missing under "
+                << d.root << (missing.size() > 20 ? " (first 20):" : ":") << "\n";
+      for (std::size_t i = 0; i < missing.size(); ++i) {
+        if (i < 20) std::cerr << "  " << missing[i] << "\n";
+        missing_report += d.name + "," + csv_field(missing[i]) + "\n";
+      }
+      missing_total += missing.size();
+      if (opt.skip_missing) remove_images(d, missing);
+    }
+    missing_counts.push_back(missing.size());
+    datasets.push_back(std::move(d));
+  }
+  for (const auto& [key, dir] : opt.roots)
+    if (!used_roots.contains(key)) throw UsageError("--root " + key + "=" + dir + ": no such dataset among --dataset");
+  if (missing_total) {
+    write_text(fs::path(opt.out_dir) / "missing.txt", "dataset,image\n" + missing_report);
+    if (!opt.skip_missing)
+      fail(missing_total, " image files are missing (listed above and in ", (fs::path(opt.out_dir) / "missing.txt").string(),
+           "); fix --root or pass --skip-missing");
+  }
+
+  // 2. Scoring, resumable.
+  auto scorer = make_scorer(opt.model, opt.scorer_options);
+  ScoreStore store((fs::path(opt.out_dir) / "scores.h5").string(), scorer->name(), opt.flush_every);
+  const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
+  for (const auto& d : datasets) {
+    std::vector<const LabelledImage*> todo;
+    for (const auto& im : d.images)
+      if (!store.contains(d.name, im.id)) todo.push_back(&im);
+    log::info(d.name, ": ", d.images.size() - todo.size(), " of ", d.images.size(), " images already scored, ",
+              todo.size(), " to go");
+    for (std::size_t start = 0; start < todo.size(); start += batch) {
+      const std::size_t end = std::min(todo.size(), start + batch);
+      std::vector<std::string> paths;
+      for (std::size_t i = start; i < end; ++i) paths.push_back(todo[i]->path);
+      const auto results = scorer->score_batch(paths);
+      EVOQ_CHECK(results.size() == paths.size(), "scorer ", scorer->name(), " returned ", results.size(),
+                 " results for ", paths.size(), " images");
+      for (std::size_t i = start; i < end; ++i) {
+        const ScoreResult& r = results[i - start];
+        ScoreRecord rec{d.name, todo[i]->id, r.score.value_or(std::nan("")), ""};
+        if (!r.score || !std::isfinite(*r.score))
+          rec.invalid_reason = r.invalid_reason.empty() ? "no score" : r.invalid_reason;
+        store.add(std::move(rec));
+      }
+    }
+  }
+  store.flush();
+
+  // 3. Metrics and outputs.
+  EvalResult result;
+  result.model = scorer->name();
+  for (std::size_t k = 0; k < datasets.size(); ++k) {
+    DatasetResult r = evaluate_dataset(datasets[k], store, scorer->higher_is_better());
+    r.missing = missing_counts[k];
+    result.datasets.push_back(r);
+  }
+  result.weighted = weighted_average(result.datasets);
+
+  std::string per_image = "dataset,image,path,human_score,model_score,invalid_reason\n";
+  for (const auto& d : datasets)
+    for (const auto& im : d.images) {
+      const ScoreRecord* rec = store.find(d.name, im.id);
+      char human[32], model[32] = "";
+      std::snprintf(human, sizeof human, "%.10g", im.score);
+      if (rec && rec->valid()) std::snprintf(model, sizeof model, "%.10g", rec->score);
+      per_image += csv_field(d.name) + "," + csv_field(im.id) + "," + csv_field(im.path) + "," + human + "," + model +
+                   "," + csv_field(rec ? rec->invalid_reason : "not scored") + "\n";
+    }
+  write_text(fs::path(opt.out_dir) / "scores.csv", per_image);
+  write_text(fs::path(opt.out_dir) / "results.json", to_json(result).dump(2) + "\n");
+  write_text(fs::path(opt.out_dir) / "results.csv", to_csv(result));
+
+  EvalResult baseline;
+  if (!opt.baseline_json.empty()) {
+    std::ifstream in(opt.baseline_json);
+    EVOQ_CHECK(in, "--baseline: cannot open ", opt.baseline_json);
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      fail("--baseline: ", opt.baseline_json, " is not JSON: ", e.what());
+    }
+    baseline = from_json(j, opt.baseline_json);
+  }
+  table_out << format_table(result, opt.baseline_json.empty() ? nullptr : &baseline);
+  return result;
+}
+
+}  // namespace evoq::eval
