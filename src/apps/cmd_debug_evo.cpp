@@ -75,18 +75,12 @@ json run_reward(const json& in) {
     valid.push_back(image.at("valid").get<std::vector<std::uint8_t>>());
     stats.push_back(evo::score_stats(scores.back(), valid.back()));
   }
-  // Each pair (i, j, p*) gives x_i the partner x_j with p*, and x_j the partner x_i with 1 - p*
-  // (Algorithm 1 line 11: swap the positions to reward x_j).
-  std::vector<std::vector<evo::Partner>> partners(images.size());
-  for (const auto& pair : in.at("pairs")) {
-    const auto i = pair[0].get<std::size_t>(), j = pair[1].get<std::size_t>();
-    const double p = pair[2].get<double>();
-    partners.at(i).push_back({stats.at(j), p});
-    partners.at(j).push_back({stats.at(i), 1.0 - p});
-  }
+  std::vector<evo::LabelledPair> pairs;
+  for (const auto& pair : in.at("pairs")) pairs.push_back({pair[0].get<std::size_t>(), pair[1].get<std::size_t>(), pair[2].get<double>()});
+  const auto rewards = evo::step_rewards(scores, valid, pairs, config);
   json out = json::array();
   for (std::size_t i = 0; i < images.size(); ++i) {
-    auto r = evo::fidelity_rewards(scores[i], valid[i], partners[i], config);
+    const auto& r = rewards[i];
     out.push_back({{"rewards", r.rewards}, {"invalid", r.invalid}, {"partners_used", r.partners_used},
                    {"partners_skipped", r.partners_skipped}, {"has_signal", r.has_signal},
                    {"mean", stats[i].mean}, {"var", stats[i].var}, {"valid", stats[i].valid}});

@@ -70,4 +70,23 @@ FidelityRewards fidelity_rewards(std::span<const double> scores_i, std::span<con
   return out;
 }
 
+std::vector<FidelityRewards> step_rewards(const std::vector<std::vector<double>>& scores,
+                                          const std::vector<std::vector<std::uint8_t>>& valid,
+                                          std::span<const LabelledPair> pairs, const RewardConfig& config) {
+  EVOQ_CHECK(scores.size() == valid.size(), "step_rewards: ", scores.size(), " score lists but ", valid.size(),
+             " validity lists");
+  std::vector<ScoreStats> stats;
+  for (std::size_t n = 0; n < scores.size(); ++n) stats.push_back(score_stats(scores[n], valid[n]));
+  std::vector<std::vector<Partner>> partners(scores.size());
+  for (const auto& pair : pairs) {
+    EVOQ_CHECK(pair.i < scores.size() && pair.j < scores.size() && pair.i != pair.j, "step_rewards: bad pair (",
+               pair.i, ", ", pair.j, ") for ", scores.size(), " images");
+    partners[pair.i].push_back({stats[pair.j], pair.p_star});
+    partners[pair.j].push_back({stats[pair.i], 1.0 - pair.p_star});  // Algorithm 1 line 11: swapped
+  }
+  std::vector<FidelityRewards> out;
+  for (std::size_t n = 0; n < scores.size(); ++n) out.push_back(fidelity_rewards(scores[n], valid[n], partners[n], config));
+  return out;
+}
+
 }  // namespace evoq::evo

@@ -1,6 +1,7 @@
 #include "evoq/evo/grpo_loss.h"
 
 #include "evoq/core/error.h"
+#include "evoq/dist/communicator.h"
 
 namespace evoq::evo {
 
@@ -23,6 +24,12 @@ std::string to_string(LossAggregation aggregation) {
 LossCounts local_counts(const torch::Tensor& response_mask) {
   auto m = response_mask.to(torch::kFloat64);
   return {m.sum().item<double>(), (m.sum(-1) > 0).sum().item<double>()};
+}
+
+LossCounts all_reduce_counts(const LossCounts& local, dist::Communicator& comm) {
+  auto t = torch::tensor({local.tokens, local.sequences}, torch::kFloat64);
+  comm.all_reduce(t, dist::ReduceOp::sum);
+  return {t[0].item<double>(), t[1].item<double>()};
 }
 
 double loss_normaliser(const GrpoLossConfig& config, const LossCounts& global) {

@@ -1,14 +1,10 @@
 #include "evoq/evo/h5_util.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 
 #include "evoq/core/error.h"
+#include "evoq/io/atomic_file.h"
 
 namespace evoq::evo::h5 {
 
@@ -129,38 +125,17 @@ H5::H5File open_read(const std::string& path) {
   }
 }
 
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  EVOQ_CHECK(fd >= 0, "cannot open '", path, "' to fsync: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  EVOQ_CHECK(rc == 0, "fsync of '", path, "' failed: ", std::strerror(err));
-}
-
 void write_file_atomic(const std::string& path, const std::function<void(H5::H5File&)>& write) {
-  namespace fs = std::filesystem;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   H5::Exception::dontPrint();
-  try {
-    {
+  io::replace_file_atomic(path, [&](const std::string& tmp) {
+    try {
       H5::H5File file(tmp, H5F_ACC_TRUNC);
       write(file);
       file.close();
+    } catch (const H5::Exception& e) {
+      fail("cannot write '", path, "': HDF5 error in ", e.getFuncName(), ": ", e.getDetailMsg());
     }
-    fsync_path(tmp);
-    fs::rename(tmp, path);
-  } catch (const H5::Exception& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    fail("cannot write '", path, "': HDF5 error in ", e.getFuncName(), ": ", e.getDetailMsg());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-  const fs::path parent = fs::absolute(path).parent_path();
-  fsync_path(parent.string());
+  });
 }
 
 std::string utc_now() {

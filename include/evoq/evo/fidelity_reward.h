@@ -55,6 +55,17 @@ struct FidelityRewards {
 FidelityRewards fidelity_rewards(std::span<const double> scores_i, std::span<const std::uint8_t> valid_i,
                                  std::span<const Partner> partners, const RewardConfig& config = {});
 
+// Rewards of every image of a step (Algorithm 1 lines 10-11). Each labelled pair (i, j, p*) makes
+// x_j a partner of x_i with p*, and x_i a partner of x_j with 1 - p* (the positions swapped), so
+// P_i is the set of x_i's partners among the pairs given. scores[n] / valid[n] are image n's K samples.
+struct LabelledPair {
+  std::size_t i, j;
+  double p_star;
+};
+std::vector<FidelityRewards> step_rewards(const std::vector<std::vector<double>>& scores,
+                                          const std::vector<std::vector<std::uint8_t>>& valid,
+                                          std::span<const LabelledPair> pairs, const RewardConfig& config = {});
+
 // Standard normal CDF Phi.
 double normal_cdf(double x);
 

@@ -10,6 +10,10 @@
 
 #include <string>
 
+namespace evoq::dist {
+class Communicator;
+}
+
 namespace evoq::evo {
 
 enum class LossAggregation {
@@ -36,6 +40,10 @@ struct LossCounts {
   double sequences = 0.0;  // sequences with at least one response token
 };
 LossCounts local_counts(const torch::Tensor& response_mask);
+
+// Sums counts over all ranks (one all-reduce). Call it once per optimizer step with the sum over this
+// rank's micro-batches, before any backward pass; every rank must call it.
+LossCounts all_reduce_counts(const LossCounts& local, dist::Communicator& comm);
 
 // The divisor that makes the summed micro-batch losses equal the full-batch loss.
 double loss_normaliser(const GrpoLossConfig& config, const LossCounts& global);

@@ -35,11 +35,10 @@ bool has_attr(const H5::H5Object& obj, const std::string& name);
 // Opens an existing file read-only; throws evoq::Error naming the file when it is not a readable HDF5 file.
 H5::H5File open_read(const std::string& path);
 
-// Writes a new HDF5 file crash-safely: write(file) fills "<path>.tmp.<pid>", which is closed, fsynced
-// and renamed over path, then the folder is fsynced. A crash leaves the old file or the new one.
+// Writes a new HDF5 file crash-safely through io::replace_file_atomic: write(file) fills
+// "<path>.tmp.<pid>", which is closed, fsynced and renamed over path, then the folder is fsynced.
+// A crash leaves the old file or the new one.
 void write_file_atomic(const std::string& path, const std::function<void(H5::H5File&)>& write);
-
-void fsync_path(const std::string& path);
 
 // Current UTC time as ISO 8601 ("2026-11-22T02:30:00Z").
 std::string utc_now();

@@ -89,7 +89,9 @@ struct ProgressInfo {
 std::string format_progress(const ProgressInfo& info);
 
 // Runs the vote for this rank's pairs, skipping pairs the store already holds. `progress` (may be
-// empty) receives a line every progress_every_seconds and at the end. Flushes the store at the end.
+// empty) receives a line every progress_every_seconds and at the end; its counts are this rank's
+// (no collective runs inside the loop, so ranks never wait on each other; rank 0's line is
+// representative with a balanced split, and a caller can all_gather the VoteStats at the end). Flushes the store at the end.
 VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
                      const VoteConfig& config, const std::function<void(const std::string&)>& progress = {});
 
