@@ -28,6 +28,8 @@ find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(nlohmann_json REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# ICU's common library: NFC normalisation in the tokenizer.
+pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc)
 
 # ---- LibTorch from the torch wheel ---------------------------------------------------------------
 if(NOT EVOQ_PYTHON)

@@ -1,6 +1,7 @@
 #pragma once
 // Crash-safe file replacement: write to "<path>.tmp.<pid>", fsync the file, rename over <path>,
 // fsync the directory. A reader sees either the old or the new content, never a partial file.
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -18,5 +19,22 @@ void replace_file_atomic(const std::string& path, const std::function<void(const
 void fsync_path(const std::string& path);
 
 std::string read_file(const std::string& path);  // throws evoq::Error naming the path
+
+// Creates (truncates) a file and writes it piece by piece; errors name the file. Use inside
+// replace_file_atomic's callback to stream large outputs without building them in memory.
+class BinaryFileWriter {
+ public:
+  explicit BinaryFileWriter(const std::string& path);
+  ~BinaryFileWriter();
+  BinaryFileWriter(const BinaryFileWriter&) = delete;
+  BinaryFileWriter& operator=(const BinaryFileWriter&) = delete;
+  void write(const void* data, std::size_t size);
+  void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+  void close();  // flushes and closes; throws on failure
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 }  // namespace evoq::io

@@ -10,15 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "evoq/io/dtype.h"
+
 namespace evoq::io {
 
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
-
-std::size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);    // "F32", "BF16", ... as in the safetensors header
-DType parse_dtype(const std::string& name);  // throws evoq::Error for unknown names
-
-// A tensor inside a mapped file: valid while the owning SafetensorsFile / Checkpoint lives.
+// A tensor inside a mapped file: valid while the owning SafetensorsFile / Checkpoint lives. data is
+// only as aligned as the file makes it (our writer and the reference one align each tensor to its
+// element size; other writers may not), so copy or use unaligned loads when in doubt.
 struct TensorView {
   std::string name;
   DType dtype = DType::F32;
@@ -36,8 +34,11 @@ class SafetensorsFile {
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
   // Parses and validates a header from memory (the fuzz target's entry point); file_size is the
   // total size of the file the header came from.
+  // `bytes` is the whole file (from the 8-byte header length on) and `size` its length; the views
+  // point into `bytes`. metadata, when given, receives the "__metadata__" strings.
   static std::map<std::string, TensorView> parse_header(const std::uint8_t* bytes, std::size_t size,
-                                                        const std::string& path_for_errors);
+                                                        const std::string& path_for_errors,
+                                                        std::map<std::string, std::string>* metadata = nullptr);
   ~SafetensorsFile();
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
@@ -52,8 +53,9 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// All tensors of a checkpoint directory: model.safetensors, or the shards listed in
-// model.safetensors.index.json (every listed shard must exist and contain what the index says).
+// All tensors of a checkpoint directory: model.safetensors, or else the shards listed in
+// model.safetensors.index.json (every listed shard must exist and contain what the index says),
+// the same precedence as transformers. open() also accepts the path of a single .safetensors file.
 class Checkpoint {
  public:
   static Checkpoint open(const std::string& dir);
@@ -77,9 +79,13 @@ struct TensorToWrite {
   std::size_t nbytes = 0;
 };
 
-// Writes tensors into dir as model.safetensors, or as model-0000k-of-0000n.safetensors shards plus
-// model.safetensors.index.json when the total exceeds max_shard_bytes. Each file is written to a
-// temporary name, fsynced and renamed (a crash never leaves a half-written file under the real name).
+// Writes tensors into dir (created if missing) as model.safetensors, or as
+// model-0000k-of-0000n.safetensors shards plus model.safetensors.index.json when the total exceeds
+// max_shard_bytes (tensors are packed in the given order; one larger than the limit gets its own
+// shard). Each file is written to a temporary name, fsynced and renamed, so a crash never leaves a
+// half-written file under the real name; the index is written after its shards, and files of a
+// previous checkpoint in the other layout are removed last. Throws evoq::Error for duplicate names or
+// nbytes != numel x dtype size.
 void write_checkpoint(const std::string& dir, const std::vector<TensorToWrite>& tensors,
                       std::size_t max_shard_bytes = std::size_t(5) << 30,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
