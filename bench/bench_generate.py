@@ -82,8 +82,9 @@ torch.set_num_threads(threads)
 model = Qwen2VLForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
 tok = AutoTokenizer.from_pretrained(d)
 proc = Qwen2VLImageProcessor.from_pretrained(d)
-content = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": prompt}]
-text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+# The Instruct chat template (tests/data holds the base model's template, which has no roles).
+text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        + "<|vision_start|><|image_pad|><|vision_end|>" * len(imgs) + prompt + "<|im_end|>\n<|im_start|>assistant\n")
 out = proc(images=[Image.open(p).convert("RGB") for p in imgs], return_tensors="pt")
 parts = text.split("<|image_pad|>")
 text = parts[0]

@@ -154,14 +154,21 @@ int64_t sample_index(const float* probs, int64_t n, double u) {
 }
 
 torch::Tensor inverse_cdf(const torch::Tensor& probs, const torch::Tensor& uniforms) {
+  const int64_t vocab = probs.size(-1);
   auto cumulative = probs.to(torch::kFloat64).cumsum(-1);
-  auto target = (uniforms * cumulative.select(-1, probs.size(-1) - 1)).unsqueeze(-1);
+  auto total = cumulative.select(-1, vocab - 1);
+  EVOQ_CHECK((total > 0).all().item<bool>(), "sampling distribution has no positive probability (all -inf or NaN)");
+  auto target = (uniforms * total).unsqueeze(-1);
   auto index = torch::searchsorted(cumulative, target, /*out_int32=*/false, /*right=*/true).squeeze(-1);
-  // Rounding can leave the target at the very end: take the last token of positive probability.
-  auto positive = probs > 0;
-  EVOQ_CHECK(positive.any(-1).all().item<bool>(), "sampling distribution has no positive probability (all -inf or NaN)");
-  auto last_positive = probs.size(-1) - 1 - positive.flip(-1).to(torch::kInt32).argmax(-1);
-  return torch::minimum(index, last_positive);
+  index = index.clamp_max(vocab - 1);
+  // Only when rounding left the target at the very end can the index name a zero-probability token:
+  // then take the last token of positive probability (a rare full pass).
+  auto zero = probs.gather(-1, index.unsqueeze(-1)).squeeze(-1) <= 0;
+  if (zero.any().item<bool>()) {
+    auto last_positive = vocab - 1 - (probs > 0).flip(-1).to(torch::kInt32).argmax(-1);
+    index = torch::where(zero, last_positive, index);
+  }
+  return index;
 }
 
 Choice choose_tokens(const torch::Tensor& raw_logits, const torch::Tensor& processed, const SamplingParams& p,
