@@ -150,7 +150,8 @@ void print_overview(std::ostream& os) {
      << "usage: evoq <command> [options]      evoq <command> --help\n\ncommands:\n";
   auto commands = registry();
   std::sort(commands.begin(), commands.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  for (const auto& c : commands) os << "  " << std::left << std::setw(12) << c.name << c.summary << "\n";
+  for (const auto& c : commands)
+    if (!c.hidden) os << "  " << std::left << std::setw(12) << c.name << c.summary << "\n";
   os << "\nglobal: --version, --help. Every command takes --config FILE (flags override it).\n";
 }
 

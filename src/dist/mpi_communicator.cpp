@@ -156,6 +156,11 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { check_mpi(MPI_Barrier(comm_), "Barrier"); }
 
+  [[noreturn]] void abort(int exit_code) override {
+    MPI_Abort(comm_, exit_code);
+    std::_Exit(exit_code);
+  }
+
   std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override {
     EVOQ_CHECK(mine.size() <= size_t(INT_MAX), "all_gather_bytes: blob larger than 2 GiB");
     int my_size = int(mine.size());

@@ -111,19 +111,21 @@ def run_evoq(d, images, *args):
     return json.loads(res.stdout)
 
 
-# With images, the model layer's prefill logits differ from transformers (about 0.1 in log-prob from
-# the first generated token; text-only prompts match to 1e-6): a model-layer divergence reported to the
-# model helper. These cases stay visible as xfail until it is fixed.
-IMAGE_XFAIL = pytest.mark.xfail(reason="model layer: logits with images differ from transformers", strict=False)
+def image_kwargs(seq, pix, grid):
+    """transformers 5.x needs mm_token_type_ids (which positions are image tokens) to compute M-RoPE
+    positions for prompts with images; without it generate() falls back to text-only positions."""
+    if pix is None:
+        return {}
+    return dict(pixel_values=pix, image_grid_thw=grid, mm_token_type_ids=(seq == SPECIAL["image_token_id"]).int())
 
 
-@pytest.mark.parametrize("n_images", [0, pytest.param(1, marks=IMAGE_XFAIL), pytest.param(2, marks=IMAGE_XFAIL)])
+@pytest.mark.parametrize("n_images", [0, 1, 2])
 def test_greedy_matches_transformers_generate(checkpoint, n_images):
     d, model, images = checkpoint
     images = images[:n_images]
     ids, pix, grid = hf_inputs(d, images, PROMPT)
     with torch.no_grad():
-        kw = dict(pixel_values=pix, image_grid_thw=grid) if images else {}
+        kw = image_kwargs(ids, pix, grid)
         ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw, do_sample=False, max_new_tokens=32, repetition_penalty=1.0,
                              eos_token_id=[151645, 151643], pad_token_id=151643)
     want = ref[0, ids.shape[1]:].tolist()
@@ -134,7 +136,7 @@ def test_greedy_matches_transformers_generate(checkpoint, n_images):
     assert out["samples"][0]["finish"] == ("stop" if got[-1] in (151645, 151643) else "length")
 
 
-@pytest.mark.parametrize("n_images", [0, pytest.param(2, marks=IMAGE_XFAIL)])
+@pytest.mark.parametrize("n_images", [0, 2])
 def test_sampled_logprobs_match_full_forward_and_shared_prefix(checkpoint, n_images):
     d, model, images = checkpoint
     images = images[:n_images]
@@ -148,7 +150,7 @@ def test_sampled_logprobs_match_full_forward_and_shared_prefix(checkpoint, n_ima
     for s in out["samples"]:
         seq = torch.cat([ids, torch.tensor([s["tokens"]])], 1)
         with torch.no_grad():
-            kw = dict(pixel_values=pix, image_grid_thw=grid) if images else {}
+            kw = image_kwargs(seq, pix, grid)
             logits = model(input_ids=seq, attention_mask=torch.ones_like(seq), **kw).logits[0].float()
         logp = torch.log_softmax(logits, -1)
         L = ids.shape[1]

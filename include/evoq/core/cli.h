@@ -23,6 +23,7 @@ struct Command {
   // Runs the command; returns the process exit status.
   std::function<int(const po::variables_map&)> run;
   std::string usage;  // e.g. "evoq score --model DIR IMAGE..." (optional)
+  bool hidden = false;  // internal/test entry points: runnable, not listed by `evoq --help`
 };
 
 std::vector<Command>& registry();

@@ -37,6 +37,8 @@ class Communicator {
   virtual std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) = 0;
 
   bool is_root() const { return rank() == 0; }
+  // Ends every rank of the job (MPI_Abort): for a rank that fails while others may wait in a collective.
+  [[noreturn]] virtual void abort(int exit_code) = 0;
 };
 
 // MPI world communicator. Initialises MPI (thread level FUNNELED) on first use and finalises it at

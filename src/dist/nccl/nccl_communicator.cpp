@@ -129,6 +129,12 @@ class NcclCommunicator final : public Communicator {
 
   void barrier() override { mpi_->barrier(); }
 
+  [[noreturn]] void abort(int exit_code) override {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    mpi_->abort(exit_code);
+  }
+
   std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override {
     return mpi_->all_gather_bytes(mine);  // host-side metadata travels over MPI
   }
