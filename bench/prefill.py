@@ -1,8 +1,9 @@
-"""Prefill latency: one 448x448 image + the c_score prompt, our `evoq forward --repeat` vs transformers
+"""Prefill latency: one 448x448 image + the c_score prompt (--workload score) or two 448x448 images +
+the c_compare prompt (--workload compare), our `evoq forward --repeat` vs transformers
 (same image, same prompt ids, same thread count), on the tiny test config and the "small" config
 (bench/configs/small/config.json, random weights, fixed seed). Prints a Markdown table row per config.
 
-usage: python bench/prefill.py [--threads 2] [--repeat 3] [--configs tiny,small]"""
+usage: python bench/prefill.py [--threads 2] [--repeat 3] [--configs tiny,small] [--workload score|compare]"""
 import argparse
 import os
 import resource
@@ -19,6 +20,9 @@ DATA = os.path.join(ROOT, "tests", "data")
 C_SCORE = ("You are doing the image quality assessment task. Here is the question: What is your overall rating on "
            "the quality of this picture? The rating should be a float between 1 and 5, rounded to two decimal places, "
            "with 1 representing very poor quality and 5 representing excellent quality.")
+C_COMPARE = ("You are performing an image quality assessment task. Compare the two images and decide which one has "
+             "better perceptual quality. Answer strictly with the index of the better image: 0 if the first image is "
+             "better, or 1 if the second image is better.")
 
 
 def build_model(name, out):
@@ -47,6 +51,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--configs", default="tiny,small")
+    ap.add_argument("--workload", default="score", choices=["score", "compare"])
     ap.add_argument("--evoq", default=os.path.join(ROOT, "build", "bin", "evoq"))
     ap.add_argument("--workdir", default=os.path.expanduser("~/.cache/evoq/bench"))
     args = ap.parse_args()
@@ -56,6 +61,11 @@ def main():
     img = os.path.join(args.workdir, "img448.png")
     os.makedirs(args.workdir, exist_ok=True)
     Image.open(os.path.join(DATA, "csiq-sample", "1600.BLUR.2.png")).convert("RGB").resize((448, 448)).save(img)
+    img2 = os.path.join(args.workdir, "img448b.png")
+    Image.open(os.path.join(DATA, "csiq-sample", "1600.AWGN.3.png")).convert("RGB").resize((448, 448)).save(img2)
+    images = [img] if args.workload == "score" else [img, img2]
+    prompt = C_SCORE if args.workload == "score" else C_COMPARE
+    print(f"workload: {args.workload} ({len(images)} image(s) 448x448)")
     print("| config | params | tokens | transformers prefill (ms) | evoq prefill (ms) | ratio | evoq peak RSS (MiB) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.configs.split(","):
@@ -63,11 +73,12 @@ def main():
         model = build_model(name, d)
         params = sum(p.numel() for p in model.parameters())
         proc = AutoImageProcessor.from_pretrained(d, backend="pil")
-        feats = proc(images=[Image.open(img)], return_tensors="pt")
+        feats = proc(images=[Image.open(p) for p in images], return_tensors="pt")
         tok = AutoTokenizer.from_pretrained(d)
-        n = int(feats["image_grid_thw"][0].prod() // 4)
-        chat = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>" +
-                "<|image_pad|>" * n + "<|vision_end|>" + C_SCORE + "<|im_end|>\n<|im_start|>assistant\n")
+        vision = "".join("<|vision_start|>" + "<|image_pad|>" * int(g.prod() // 4) + "<|vision_end|>"
+                         for g in feats["image_grid_thw"])
+        chat = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + vision + prompt +
+                "<|im_end|>\n<|im_start|>assistant\n")
         ids = torch.tensor([tok(chat, add_special_tokens=False)["input_ids"]])
         kw = dict(input_ids=ids, pixel_values=feats["pixel_values"], image_grid_thw=feats["image_grid_thw"],
                   mm_token_type_ids=(ids == 151655).int(), logits_to_keep=1)
@@ -80,7 +91,8 @@ def main():
                 times.append((time.perf_counter() - t) * 1000)
         hf_ms = sorted(times)[len(times) // 2]
         del model
-        res = subprocess.run([args.evoq, "forward", "--model", d, "--image", img, "--prompt", C_SCORE,
+        image_args = [a for p in images for a in ("--image", p)]
+        res = subprocess.run([args.evoq, "forward", "--model", d, *image_args, "--prompt", prompt,
                               "--out", os.path.join(args.workdir, "o.npy"), "--threads", str(args.threads),
                               "--repeat", str(args.repeat)], capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))

@@ -29,13 +29,13 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 with open(sys.argv[2], "w", newline="") as f:
     w = csv.writer(f); w.writerow(["path", "score"])
-    for r in rows: w.writerow([r["path"], -int(r["level"])])
+    for r in rows: w.writerow(["distorted/" + r["path"], -int(r["level"])])  # relative to this CSV's folder
 print(f"{len(rows)} distorted images")
 PY
 
 step "2. handcrafted baselines vs the true distortion order"
 for m in brisque niqe; do
-  "$bin/evoq" eval --model "$m" --dataset "csv:$run/levels.csv" --root "csv=$run/distorted" --out "$run/eval-$m" \
+  "$bin/evoq" eval --model "$m" --dataset "csv:$run/levels.csv" --out "$run/eval-$m" \
     --log-level warn
 done
 

@@ -2,6 +2,7 @@
 // SRCC / KRCC / PLCC per dataset and their weighted average (Table 2 layout).
 #include <boost/any.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "evoq/core/cli.h"
@@ -16,7 +17,7 @@ namespace po = boost::program_options;
 
 void add_options(po::options_description& o, po::positional_options_description&) {
   o.add_options()
-      ("model", po::value<std::string>(), "scorer: brisque | niqe (model scorers register more names)")
+      ("model", po::value<std::string>(), "scorer: brisque | niqe, or a VLM checkpoint directory (scored with c_score)")
       ("dataset", po::value<std::vector<std::string>>(),
        "dataset to evaluate (repeatable): KonIQ-10k[:train|val|test], SPAQ, AGIQA-3K, LIVE-Challenge, KADID-10k, "
        "PIPAL, TID2013, TID2008, CSIQ, LIVE, or csv:FILE (columns path + score|mos|dmos)")
@@ -29,7 +30,14 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("baseline", po::value<std::string>()->default_value(""), "results.json of a baseline for the Δ% columns")
       ("brisque-model", po::value<std::string>()->default_value(""), "BRISQUE SVR model (default data/brisque)")
       ("brisque-range", po::value<std::string>()->default_value(""), "BRISQUE feature range (default data/brisque)")
-      ("niqe-params", po::value<std::string>()->default_value(""), "NIQE pristine parameters .npz (default data/niqe)");
+      ("niqe-params", po::value<std::string>()->default_value(""), "NIQE pristine parameters .npz (default data/niqe)")
+      // VLM scorer settings (strings: they travel to the scorer factory with the other string options).
+      ("samples", po::value<std::string>()->default_value("1"), "VLM: answers per image (1 = greedy; N = mean of N samples)")
+      ("reasoning", po::value<std::string>()->default_value("off"), "VLM: on | off — add the paper's reasoning suffix")
+      ("max-new-tokens", po::value<std::string>()->default_value("256"), "VLM: longest answer in tokens")
+      ("seed", po::value<std::string>()->default_value("0"), "VLM: sampling seed")
+      ("dtype", po::value<std::string>()->default_value("fp32"), "VLM: fp32 | bf16")
+      ("device", po::value<std::string>()->default_value("cpu"), "VLM: cpu | cuda");
 }
 
 // True when started by mpirun/srun with more than one task: only then is MPI initialised, so a plain
@@ -44,6 +52,11 @@ int run(const po::variables_map& vm) {
   evoq::eval::register_baseline_scorers();
   evoq::eval::EvalOptions opt;
   opt.model = evoq::cli::require_string(vm, "model");
+  // A directory is a VLM checkpoint: the "vlm" scorer (src/apps/vlm_scorer.cpp) with that checkpoint.
+  if (std::filesystem::is_directory(opt.model)) {
+    opt.scorer_options["checkpoint"] = opt.model;
+    opt.model = "vlm";
+  }
   if (vm.count("dataset")) opt.datasets = vm["dataset"].as<std::vector<std::string>>();
   if (vm.count("root"))
     for (const auto& spec : vm["root"].as<std::vector<std::string>>()) {
@@ -57,7 +70,7 @@ int run(const po::variables_map& vm) {
   opt.baseline_json = vm["baseline"].as<std::string>();
   // Every string option reaches the scorer factory (a model scorer reads its own, e.g. its model dir).
   for (const auto& [key, value] : vm)
-    if (const auto* s = boost::any_cast<std::string>(&value.value())) opt.scorer_options[key] = *s;
+    if (const auto* s = boost::any_cast<std::string>(&value.value()); s && key != "model") opt.scorer_options[key] = *s;
   std::shared_ptr<evoq::dist::Communicator> comm;
   if (launched_in_parallel()) {
     comm = evoq::dist::mpi_world();

@@ -75,6 +75,7 @@ EVOQ_COMMAND("process-logits", "(testing) apply the sampler to raw float32 logit
                    "sample", "sample (default: greedy)")("out", po::value<std::string>(), "processed logits output");
                evoq::gen::add_sampling_options(o, 1);
              },
-             run, "evoq process-logits --logits F --rows R --vocab V --out F [--sample --uniforms F] [sampling options]");
+             run, "evoq process-logits --logits F --rows R --vocab V --out F [--sample --uniforms F] [sampling options]",
+             /*hidden=*/true);
 
 }  // namespace

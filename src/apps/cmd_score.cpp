@@ -13,6 +13,7 @@
 #include "evoq/core/error.h"
 #include "evoq/gen/answer_parser.h"
 #include "evoq/gen/engine.h"
+#include "evoq/gen/image_scoring.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
 #include "evoq/gen/vlm_session.h"
@@ -21,47 +22,6 @@ namespace {
 
 namespace po = boost::program_options;
 using namespace evoq;
-
-struct ImageScore {
-  std::string image;
-  int samples = 0, valid = 0;
-  double mean = NAN, stddev = NAN;  // NaN when no valid answer (std also when fewer than 2)
-  std::map<std::string, int> invalid;  // reason -> count
-  std::vector<std::string> responses;
-};
-
-ImageScore summarise(const std::string& image, const std::vector<gen::GeneratedSample>& out,
-                     const gen::VlmSession& session) {
-  ImageScore s;
-  s.image = image;
-  std::vector<double> values;
-  for (const auto& g : out) {
-    std::string text = session.decode_text(g.tokens);
-    auto a = gen::parse_score(text);
-    if (a.valid()) values.push_back(a.score);
-    else s.invalid[gen::to_string(a.status)]++;
-    s.responses.push_back(std::move(text));
-  }
-  s.samples = int(out.size());
-  s.valid = int(values.size());
-  if (!values.empty()) {
-    double sum = 0;
-    for (double v : values) sum += v;
-    s.mean = sum / double(values.size());
-  }
-  if (values.size() >= 2) {
-    double ss = 0;
-    for (double v : values) ss += (v - s.mean) * (v - s.mean);
-    s.stddev = std::sqrt(ss / double(values.size() - 1));  // unbiased
-  }
-  return s;
-}
-
-std::string invalid_text(const ImageScore& s) {
-  std::string out;
-  for (const auto& [reason, n] : s.invalid) out += (out.empty() ? "" : ";") + reason + ":" + std::to_string(n);
-  return out;
-}
 
 int run(const po::variables_map& vm) {
   gen::apply_runtime_options(vm);
@@ -83,26 +43,14 @@ int run(const po::variables_map& vm) {
   opts.seed = vm["seed"].as<uint64_t>();
   opts.max_batch_sequences = std::max(vm["batch"].as<int>(), 1);
 
-  std::vector<gen::GenerationRequest> reqs;
-  for (size_t i = 0; i < images.size(); ++i) {
-    gen::GenerationRequest r;
-    r.request_id = i;
-    r.prompt = session.build_prompt({images[i]}, prompt);
-    r.samples = samples;
-    reqs.push_back(std::move(r));
-  }
-  torch::NoGradGuard no_grad;
-  gen::ModelDecoder decoder(session.model, opts.sampling.max_new_tokens);
-  auto out = gen::Engine(decoder, opts).generate(reqs);
-  std::vector<ImageScore> scores;
-  for (size_t i = 0; i < images.size(); ++i) scores.push_back(summarise(images[i], out[i], session));
+  auto scores = gen::score_images(session, images, samples, prompt, opts);
 
   for (const auto& s : scores) {
     std::cout << s.image << "\t";
     if (s.valid == 0) std::cout << "invalid";
     else std::cout << std::fixed << std::setprecision(4) << s.mean;
     if (samples > 1) std::cout << "\tstd " << s.stddev << "\tvalid " << s.valid << "/" << s.samples;
-    if (!s.invalid.empty()) std::cout << "\t(" << invalid_text(s) << ")";
+    if (!s.invalid.empty()) std::cout << "\t(" << s.invalid_summary() << ")";
     std::cout << "\n";
   }
   if (vm.count("out")) {
@@ -132,7 +80,7 @@ int run(const po::variables_map& vm) {
       for (const auto& s : scores) {
         f << '"' << s.image << "\"," << (s.valid ? std::to_string(s.mean) : "") << ","
           << (s.valid >= 2 ? std::to_string(s.stddev) : "") << "," << s.valid << "," << s.samples << ","
-          << invalid_text(s) << "\n";
+          << s.invalid_summary() << "\n";
       }
     } else {
       throw UsageError("--out " + path + ": use a .csv or .json file name");

@@ -151,7 +151,7 @@ void print_overview(std::ostream& os) {
   auto commands = registry();
   std::sort(commands.begin(), commands.end(), [](auto& a, auto& b) { return a.name < b.name; });
   for (const auto& c : commands)
-    if (!c.hidden) os << "  " << std::left << std::setw(12) << c.name << c.summary << "\n";
+    if (!c.hidden) os << "  " << std::left << std::setw(20) << c.name << c.summary << "\n";
   os << "\nglobal: --version, --help. Every command takes --config FILE (flags override it).\n";
 }
 

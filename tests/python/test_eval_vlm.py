@@ -1,0 +1,112 @@
+"""`evoq eval` with a VLM checkpoint as the scorer (paper prompt c_score), and `evoq score`.
+
+Oracle: a tiny Qwen2.5-VL built by transformers whose weights are set by hand so that its greedy answer
+is known in advance: with every attention output and MLP output projection zeroed, the last position's
+hidden state is the embedding of the last prompt token, and the untied lm_head maps each token of the
+chain "\\n" -> "\\" -> "boxed" -> "{" -> "3" -> "." -> "5" -> "}" -> <|im_end|> to its successor with a
+large margin. transformers' own generate() confirms the construction; evoq must then score every image
+3.5 (greedy and as the mean of sampled answers) in both commands.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
+QWEN = os.path.join(DATA, "qwen2-vl-2b")
+CHAIN = [198, 59, 79075, 90, 18, 13, 20, 92, 151645]  # "\n" "\\" "boxed" "{" "3" "." "5" "}" <|im_end|>
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def answering_model(tmp_path_factory):
+    import transformers as tf
+    d = str(tmp_path_factory.mktemp("vlm35"))
+    torch.manual_seed(0)
+    cfg = tf.Qwen2_5_VLConfig(
+        text_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=151936, rms_norm_eps=1e-6,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48, out_hidden_size=64,
+                           fullatt_block_indexes=[1]),
+        tie_word_embeddings=False, image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653,
+        video_token_id=151656)
+    model = tf.Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        lm = model.model.language_model
+        for layer in lm.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = lm.embed_tokens.weight
+        head = model.lm_head.weight
+        emb.normal_(0, 0.02)
+        head.normal_(0, 0.02)
+        for k, tok in enumerate(CHAIN[:-1]):
+            emb[tok].zero_()
+            emb[tok, k] = 1.0
+            head[CHAIN[k + 1]].zero_()
+            head[CHAIN[k + 1], k] = 10.0
+    model.save_pretrained(d)
+    for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copy(os.path.join(QWEN, f), d)
+    prep = json.load(open(os.path.join(QWEN, "preprocessor_config.json")))
+    prep.update(max_pixels=112 * 112)
+    json.dump(prep, open(os.path.join(d, "preprocessor_config.json"), "w"))
+    json.dump({"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": [151645, 151643]},
+              open(os.path.join(d, "generation_config.json"), "w"))
+    images = []
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(56, 84), (90, 61), (64, 64)]):
+        p = os.path.join(d, f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        images.append(p)
+    # The construction, checked with transformers itself on a text-only prompt ending in "assistant\n".
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(d)
+    ids = tok("<|im_start|>user\nrate it<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")["input_ids"]
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
+                         eos_token_id=[151645], pad_token_id=151643)
+    assert out[0, ids.shape[1]:].tolist() == CHAIN[1:]
+    return d, images
+
+
+def run(*args):
+    res = subprocess.run([EVOQ, *args], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.mark.parametrize("samples", ["1", "3"])
+def test_eval_scores_images_with_the_vlm(answering_model, tmp_path, samples):
+    d, images = answering_model
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w") as f:
+        f.write("path,score\n")
+        for i, p in enumerate(images):
+            f.write(f"{p},{i + 1}\n")  # absolute paths: no --root needed
+    out = tmp_path / "out"
+    run("eval", "--model", d, "--dataset", f"csv:{labels}", "--out", str(out),
+        "--samples", samples, "--max-new-tokens", "16", "--log-level", "warn")
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert len(rows) == 3
+    for r in rows:
+        assert float(r["model_score"]) == 3.5, r
+    result = json.load(open(out / "results.json"))
+    assert "vlm" in json.dumps(result)
+
+
+def test_score_command_agrees(answering_model, tmp_path):
+    d, images = answering_model
+    out = tmp_path / "s.json"
+    run("score", "--model", d, *images, "--samples", "2", "--max-new-tokens", "16", "--out", str(out))
+    j = json.load(open(out))
+    assert [e["mean"] for e in j["images"]] == [3.5, 3.5, 3.5]
+    assert all(e["valid"] == 2 for e in j["images"])
+    assert all(r.strip() == "\\boxed{3.5}" for e in j["images"] for r in e["responses"])
