@@ -29,7 +29,7 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 with open(sys.argv[2], "w", newline="") as f:
     w = csv.writer(f); w.writerow(["path", "score"])
-    for r in rows: w.writerow(["distorted/" + r["path"], -int(r["level"])])  # relative to this CSV's folder
+    for r in rows: w.writerow([r["path"], -int(r["level"])])
 print(f"{len(rows)} distorted images")
 PY
 
@@ -54,8 +54,8 @@ PY
   --out "$run/pairs.h5"
 first=$(head -n 1 "$run/pairs-manifest.csv" | cut -d, -f1)
 second=$(sed -n 3p "$run/pairs-manifest.csv" | cut -d, -f1)
-"$bin/evoq" compare --model "$model" "$run/distorted/$first" "$run/distorted/$second" --samples 8 --seed 1 \
+"$bin/evoq" compare --model "$model" "$first" "$second" --samples 8 --seed 1 \
   --max-new-tokens 48
-"$bin/evoq" score --model "$model" "$run/distorted/$first" "$run/distorted/$second" --samples 4 --max-new-tokens 24 \
+"$bin/evoq" score --model "$model" "$first" "$second" --samples 4 --max-new-tokens 24 \
   --out "$run/scores.csv"
 printf '\nDone. Outputs in %s (eval-*/results.json, pairs.h5, scores.csv).\n' "$run"
