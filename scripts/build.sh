@@ -5,7 +5,6 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$(bash "$root/scripts/setup.sh" | tail -n 1)
 build=${EVOQ_BUILD_DIR:-$root/build}
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}   # relative paths in the cache key: a fresh clone elsewhere hits it
 export CCACHE_DIR=${CCACHE_DIR:-${EVOQ_CACHE:-$HOME/.cache/evoq}/ccache}
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <vector>
@@ -20,7 +21,11 @@ std::optional<evoq::text::Tokenizer> tokenizer;
 }
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "qwen2-vl-2b";
+  // EVOQ_TEST_DATA (set by CTest) first: __FILE__ may be a relative path (e.g. under ccache's base_dir).
+  const char* data = std::getenv("EVOQ_TEST_DATA");
+  const auto dir = (data && *data ? std::filesystem::path(data)
+                                  : std::filesystem::path(__FILE__).parent_path().parent_path() / "data") /
+                   "qwen2-vl-2b";
   tokenizer = evoq::text::Tokenizer::load(dir.string());
   return 0;
 }
