@@ -108,4 +108,9 @@ std::string csv_field(const std::string& value) {
   return out + "\"";
 }
 
+std::string to_lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 }  // namespace evoq::eval

@@ -20,10 +20,6 @@ namespace evoq::eval {
 namespace fs = std::filesystem;
 namespace {
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 double parse_score(const std::string& text, const std::string& file, std::size_t line) {
   double v = 0;
@@ -151,12 +147,12 @@ Dataset load_dataset(const std::string& name, const std::string& labels_dir) {
   std::string base = name, split;
   if (const auto colon = name.find(':'); colon != std::string::npos) {
     base = name.substr(0, colon);
-    split = lower(name.substr(colon + 1));
+    split = to_lower(name.substr(colon + 1));
   }
   const DatasetInfo* info = nullptr;
   for (const auto& d : known_datasets()) {
-    if (lower(d.name) == lower(base) ||
-        std::any_of(d.aliases.begin(), d.aliases.end(), [&](const std::string& a) { return a == lower(base); }))
+    if (to_lower(d.name) == to_lower(base) ||
+        std::any_of(d.aliases.begin(), d.aliases.end(), [&](const std::string& a) { return a == to_lower(base); }))
       info = &d;
   }
   if (!info) {

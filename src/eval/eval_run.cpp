@@ -19,18 +19,14 @@ namespace evoq::eval {
 namespace fs = std::filesystem;
 namespace {
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Keys under which a dataset's --root may be given.
 std::set<std::string> root_keys(const Dataset& d, const std::string& requested) {
-  std::set<std::string> keys = {lower(d.name), lower(requested)};
-  const std::string base = lower(d.name.substr(0, d.name.find(':')));
+  std::set<std::string> keys = {to_lower(d.name), to_lower(requested)};
+  const std::string base = to_lower(d.name.substr(0, d.name.find(':')));
   keys.insert(base);
   for (const auto& info : known_datasets())
-    if (lower(info.name) == base)
+    if (to_lower(info.name) == base)
       for (const auto& a : info.aliases) keys.insert(a);
   return keys;
 }
@@ -80,7 +76,7 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
     Dataset d = load_dataset(name, labels_dir);
     std::string root;
     for (const auto& [key, dir] : opt.roots)
-      if (root_keys(d, name).contains(lower(key))) {
+      if (root_keys(d, name).contains(to_lower(key))) {
         root = dir;
         used_roots.insert(key);
       }

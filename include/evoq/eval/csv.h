@@ -24,4 +24,7 @@ CsvTable read_csv(const std::string& path);
 // Quotes a field for writing when it contains a comma, quote or newline.
 std::string csv_field(const std::string& value);
 
+// ASCII lower case (dataset names, aliases and root keys are matched case-insensitively).
+std::string to_lower(std::string s);
+
 }  // namespace evoq::eval
