@@ -1,5 +1,6 @@
 #include "evoq/evo/majority_vote.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "evoq/core/error.h"
@@ -29,6 +30,12 @@ bool outcome_decided(int votes_first, int votes_second, int remaining) {
   EVOQ_CHECK(remaining >= 0, "outcome_decided: negative remaining sample count");
   if (remaining == 0) return true;
   return std::abs(votes_first - votes_second) > remaining;
+}
+
+int samples_that_could_decide(int votes_first, int votes_second, int remaining) {
+  if (outcome_decided(votes_first, votes_second, remaining)) return 0;
+  const int lead = std::abs(votes_first - votes_second);
+  return std::min(remaining, (remaining - lead) / 2 + 1);
 }
 
 }  // namespace evoq::evo

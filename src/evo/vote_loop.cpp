@@ -1,11 +1,13 @@
 #include "evoq/evo/vote_loop.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 
 #include "evoq/core/error.h"
 #include "evoq/evo/majority_vote.h"
+#include "evoq/gen/compare_order.h"
 
 namespace evoq::evo {
 
@@ -19,7 +21,7 @@ VoteFn per_sample(std::function<SampleResult(const PairTask&, int, bool)> vote) 
 }
 
 bool sample_swapped(std::uint64_t seed, std::int64_t pair_index, int sample_index) {
-  return (counter_hash(seed, std::uint64_t(pair_index), std::uint64_t(sample_index)) >> 63) != 0;
+  return gen::compare_sample_swapped(seed, std::uint64_t(pair_index), sample_index);
 }
 
 SampleAnswer to_original_order(ShownAnswer answer, bool swapped) {
@@ -27,6 +29,21 @@ SampleAnswer to_original_order(ShownAnswer answer, bool swapped) {
   const bool first_shown_better = answer == ShownAnswer::first;
   // The first shown image is x_i unless swapped.
   return (first_shown_better != swapped) ? answer_first : answer_second;
+}
+
+BatchVoteFn batched(VoteFn vote) {
+  return [vote = std::move(vote)](const std::vector<PairWave>& waves) {
+    std::vector<WaveResult> out(waves.size());
+    for (std::size_t w = 0; w < waves.size(); ++w) {
+      try {
+        out[w].results = vote(*waves[w].task, waves[w].requests);
+      } catch (const Error& e) {
+        out[w].failed = true;
+        out[w].fail_reason = e.what();
+      }
+    }
+    return out;
+  };
 }
 
 RankSplit parse_rank_split(const std::string& name) {
@@ -48,44 +65,100 @@ std::vector<std::int64_t> pairs_of_rank(std::size_t num_pairs, int rank, int siz
   return out;
 }
 
-PairLabel vote_pair(const PairTask& task, const VoteFn& vote, const VoteConfig& config) {
-  EVOQ_CHECK(config.K > 0, "K must be > 0 (got ", config.K, ")");
-  const int chunk = std::max(1, config.samples_per_call);
-  PairLabel label;
-  label.pair_index = task.pair_index;
-  try {
-    int k = 0;
-    while (k < config.K) {
-      std::vector<SampleRequest> requests;
-      for (int s = k; s < std::min(config.K, k + chunk); ++s)
-        requests.push_back({s, sample_swapped(config.seed, task.pair_index, s)});
-      const auto results = vote(task, requests);
-      EVOQ_CHECK(results.size() == requests.size(), "vote function returned ", results.size(), " results for ",
-                 requests.size(), " requests");
-      for (std::size_t r = 0; r < results.size(); ++r) {
-        const SampleAnswer a = to_original_order(results[r].answer, requests[r].swapped);
-        label.answers.push_back(a);
-        label.swapped.push_back(requests[r].swapped ? 1 : 0);
-        if (config.keep_responses) label.responses.push_back(results[r].response);
-        if (a == answer_first) ++label.votes_i;
-        else if (a == answer_second) ++label.votes_j;
-        else ++label.invalid;
-      }
-      k += int(results.size());
-      if (config.early_stop && outcome_decided(label.votes_i, label.votes_j, config.K - k)) break;
-    }
-    label.samples_used = k;
-    const auto p = preference_value(majority_vote(label.votes_i, label.votes_j));
-    label.p_star = p ? *p : std::numeric_limits<double>::quiet_NaN();
-  } catch (const Error& e) {
-    PairLabel failed;
-    failed.pair_index = task.pair_index;
-    failed.failed = true;
-    failed.fail_reason = e.what();
-    failed.p_star = std::numeric_limits<double>::quiet_NaN();
-    return failed;
+namespace {
+
+// One pair's vote in progress: which samples to draw next, and the tally so far.
+class PairVote {
+ public:
+  PairVote(const PairTask& task, const VoteConfig& config) : task_(task), config_(config) {
+    label_.pair_index = task.pair_index;
   }
-  return label;
+
+  bool done() const { return done_; }
+  const PairTask& task() const { return task_; }
+
+  std::vector<SampleRequest> next_wave() const {
+    const int remaining = config_.K - drawn_;
+    int n = config_.samples_per_call > 0 ? config_.samples_per_call
+            : config_.early_stop ? samples_that_could_decide(label_.votes_i, label_.votes_j, remaining)
+                                 : remaining;
+    n = std::clamp(n, 1, remaining);
+    std::vector<SampleRequest> wave;
+    for (int s = drawn_; s < drawn_ + n; ++s) wave.push_back({s, sample_swapped(config_.seed, task_.pair_index, s)});
+    return wave;
+  }
+
+  void absorb(const std::vector<SampleRequest>& wave, const WaveResult& result) {
+    if (result.failed) return fail(result.fail_reason);
+    EVOQ_CHECK(result.results.size() == wave.size(), "vote function returned ", result.results.size(),
+               " results for ", wave.size(), " requests");
+    for (std::size_t r = 0; r < wave.size(); ++r) {
+      const SampleAnswer a = to_original_order(result.results[r].answer, wave[r].swapped);
+      label_.answers.push_back(a);
+      label_.swapped.push_back(wave[r].swapped ? 1 : 0);
+      if (config_.keep_responses) label_.responses.push_back(result.results[r].response);
+      if (a == answer_first) ++label_.votes_i;
+      else if (a == answer_second) ++label_.votes_j;
+      else ++label_.invalid;
+    }
+    drawn_ += int(wave.size());
+    const bool decided = config_.early_stop && outcome_decided(label_.votes_i, label_.votes_j, config_.K - drawn_);
+    if (drawn_ >= config_.K || decided) finish();
+  }
+
+  PairLabel take() { return std::move(label_); }
+
+ private:
+  void finish() {
+    label_.samples_used = drawn_;
+    const auto p = preference_value(majority_vote(label_.votes_i, label_.votes_j));  // Eq. 1
+    label_.p_star = p ? *p : std::numeric_limits<double>::quiet_NaN();
+    done_ = true;
+  }
+  void fail(const std::string& reason) {
+    label_ = PairLabel{};
+    label_.pair_index = task_.pair_index;
+    label_.failed = true;
+    label_.fail_reason = reason;
+    label_.p_star = std::numeric_limits<double>::quiet_NaN();
+    done_ = true;
+  }
+
+  PairTask task_;
+  const VoteConfig& config_;
+  PairLabel label_;
+  int drawn_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote, const VoteConfig& config) {
+  EVOQ_CHECK(config.K > 0, "K must be > 0 (got ", config.K, ")");
+  std::vector<PairVote> votes;
+  votes.reserve(tasks.size());
+  for (const auto& t : tasks) votes.emplace_back(t, config);
+  for (;;) {
+    std::vector<std::size_t> live;
+    std::vector<PairWave> waves;
+    for (std::size_t i = 0; i < votes.size(); ++i) {
+      if (votes[i].done()) continue;
+      live.push_back(i);
+      waves.push_back({&votes[i].task(), votes[i].next_wave()});
+    }
+    if (waves.empty()) break;
+    const auto results = vote(waves);
+    EVOQ_CHECK(results.size() == waves.size(), "vote function returned ", results.size(), " wave results for ",
+               waves.size(), " waves");
+    for (std::size_t w = 0; w < waves.size(); ++w) votes[live[w]].absorb(waves[w].requests, results[w]);
+  }
+  std::vector<PairLabel> labels;
+  for (auto& v : votes) labels.push_back(v.take());
+  return labels;
+}
+
+PairLabel vote_pair(const PairTask& task, const VoteFn& vote, const VoteConfig& config) {
+  return vote_pairs({task}, batched(vote), config).front();
 }
 
 std::string format_progress(const ProgressInfo& info) {
@@ -110,7 +183,7 @@ std::string format_progress(const ProgressInfo& info) {
   return buf;
 }
 
-VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
+VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn& vote, LabelStore& store,
                      const VoteConfig& config, const std::function<void(const std::string&)>& progress) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
@@ -127,15 +200,21 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vot
     if (progress)
       progress(format_progress({&stats, todo.size() - stats.done, config.K, seconds_since(start)}));
   };
-  for (const auto p : todo) {
-    const PairTask task{p, pairs.first[p], pairs.second[p], &pairs};
-    PairLabel label = vote_pair(task, vote, config);
-    ++stats.done;
-    stats.samples += std::size_t(label.samples_used);
-    stats.invalid += std::size_t(label.invalid);
-    if (label.failed) ++stats.failed;
-    else stats.samples_saved += std::size_t(config.K - label.samples_used);
-    store.add(std::move(label));
+  const std::size_t group = std::size_t(std::max(1, config.pairs_per_batch));
+  for (std::size_t begin = 0; begin < todo.size(); begin += group) {
+    std::vector<PairTask> tasks;
+    for (std::size_t t = begin; t < std::min(todo.size(), begin + group); ++t) {
+      const auto p = todo[t];
+      tasks.push_back({p, pairs.first[p], pairs.second[p], &pairs});
+    }
+    for (PairLabel& label : vote_pairs(tasks, vote, config)) {
+      ++stats.done;
+      stats.samples += std::size_t(label.samples_used);
+      stats.invalid += std::size_t(label.invalid);
+      if (label.failed) ++stats.failed;
+      else stats.samples_saved += std::size_t(config.K - label.samples_used);
+      store.add(std::move(label));
+    }
     if (store.pending() >= std::size_t(std::max(1, config.flush_every_pairs)) ||
         seconds_since(last_flush) >= config.flush_every_seconds) {
       store.flush();

@@ -25,4 +25,11 @@ std::optional<double> preference_value(Preference p);
 // reachable whenever |d| <= remaining, for K odd as for K even, because invalid answers can occur.
 bool outcome_decided(int votes_first, int votes_second, int remaining);
 
+// The fewest further samples that COULD decide the outcome: n such that n more votes for the
+// current leader (either image when tied) make |d| + n > remaining - n, i.e.
+// n = floor((remaining - |d|) / 2) + 1, capped at `remaining`; 0 when already decided. Drawing
+// exactly this many before the next check wastes no sample and needs the fewest checks, so waves of
+// this size keep the early stop lossless and batch-friendly (K = 32: a first wave of 17).
+int samples_that_could_decide(int votes_first, int votes_second, int remaining);
+
 }  // namespace evoq::evo

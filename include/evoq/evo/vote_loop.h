@@ -4,9 +4,9 @@
 // The model is injected as a VoteFn, so the loop (rank split, order swaps, Eq. 1, lossless early
 // stop, crash-safe shards, resume, progress) is tested without one.
 //
-// Determinism: sample k of pair p is shown swapped (x_j first) iff bit 63 of
-// counter_hash(seed, p, k) is set — a pure function of (seed, pair, sample), decided PER SAMPLE so
-// that position bias averages out within a pair. A VoteFn that draws its sampling randomness from
+// Determinism: sample k of pair p is shown swapped (x_j first) iff
+// gen::compare_sample_swapped(seed, p, k) — a pure function of (seed, pair, sample), the same rule
+// as `evoq compare`, decided PER SAMPLE so that position bias averages out within a pair. A VoteFn that draws its sampling randomness from
 // (seed, pair, sample) as well makes the labels independent of the rank count and of resumes.
 #include <chrono>
 #include <cstdint>
@@ -45,6 +45,21 @@ using VoteFn = std::function<std::vector<SampleResult>(const PairTask&, const st
 // Adapts a one-sample function vote(pair, sample_index, swapped).
 VoteFn per_sample(std::function<SampleResult(const PairTask&, int sample_index, bool swapped)> vote);
 
+// Batched form: the next samples of several pairs at once (one model call for all of them).
+struct PairWave {
+  const PairTask* task;
+  std::vector<SampleRequest> requests;
+};
+struct WaveResult {
+  std::vector<SampleResult> results;  // one per request, in order (ignored when failed)
+  bool failed = false;                // the pair cannot be voted (e.g. unreadable image)
+  std::string fail_reason;
+};
+using BatchVoteFn = std::function<std::vector<WaveResult>(const std::vector<PairWave>&)>;
+
+// Runs a per-pair VoteFn pair by pair; its evoq::Error marks that pair failed.
+BatchVoteFn batched(VoteFn vote);
+
 bool sample_swapped(std::uint64_t seed, std::int64_t pair_index, int sample_index);
 
 // Maps a shown answer back to the original order (x_i, x_j).
@@ -60,7 +75,10 @@ struct VoteConfig {
   int K = 32;
   bool early_stop = true;
   std::uint64_t seed = 0;
-  int samples_per_call = 1;         // requests per VoteFn call (early stop is checked between calls)
+  // Samples requested per pair between two early-stop checks; 0 = adaptive: the fewest samples
+  // that could decide Eq. 1 (samples_that_could_decide), i.e. the largest lossless wave.
+  int samples_per_call = 0;
+  int pairs_per_batch = 1;          // pairs voted together (their waves go to one BatchVoteFn call)
   int flush_every_pairs = 16;       // flush the shard after this many new pairs...
   double flush_every_seconds = 60;  // ...or this much time, whichever comes first
   double progress_every_seconds = 10;
@@ -92,10 +110,18 @@ std::string format_progress(const ProgressInfo& info);
 // empty) receives a line every progress_every_seconds and at the end; its counts are this rank's
 // (no collective runs inside the loop, so ranks never wait on each other; rank 0's line is
 // representative with a balanced split, and a caller can all_gather the VoteStats at the end). Flushes the store at the end.
-VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
+VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn& vote, LabelStore& store,
                      const VoteConfig& config, const std::function<void(const std::string&)>& progress = {});
+inline VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
+                            const VoteConfig& config, const std::function<void(const std::string&)>& progress = {}) {
+  return run_voting(pairs, rank, size, batched(vote), store, config, progress);
+}
 
 // Votes one pair: requests samples until K are drawn or (with early stop) Eq. 1 is decided.
 PairLabel vote_pair(const PairTask& task, const VoteFn& vote, const VoteConfig& config);
+
+// Votes several pairs together, wave by wave, until each has K samples or is decided; labels in
+// the order of `tasks`. Gives the same labels as vote_pair on each task alone.
+std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote, const VoteConfig& config);
 
 }  // namespace evoq::evo

@@ -235,3 +235,67 @@ TEST(VoteLoop, ProgressLine) {
   EXPECT_NE(line.find("invalid 10.0%"), std::string::npos) << line;
   EXPECT_NE(line.find("ETA 0m25s"), std::string::npos) << line;
 }
+
+// Adaptive waves (the fewest samples that could decide) stop exactly where a check after every
+// single sample stops, and voting pairs together gives the same labels as one by one.
+TEST(VoteLoop, WavesAndPairBatchesGiveTheSameLabelsAsSampleBySample) {
+  const auto pairs = make_pairs(15, 40);
+  std::vector<PairTask> tasks;
+  for (std::size_t p = 0; p < pairs.size(); ++p)
+    tasks.push_back({std::int64_t(p), pairs.first[p], pairs.second[p], &pairs});
+  VoteConfig one_by_one;
+  one_by_one.K = 32;
+  one_by_one.samples_per_call = 1;
+  std::vector<PairLabel> reference;
+  for (const auto& t : tasks) reference.push_back(vote_pair(t, per_sample(hash_answer), one_by_one));
+  int calls = 0;
+  std::size_t most_waves_in_a_call = 0;
+  auto counting = [&](const std::vector<PairWave>& waves) {
+    ++calls;
+    most_waves_in_a_call = std::max(most_waves_in_a_call, waves.size());
+    return batched(per_sample(hash_answer))(waves);
+  };
+  VoteConfig adaptive = one_by_one;
+  adaptive.samples_per_call = 0;
+  const auto together = vote_pairs(tasks, counting, adaptive);
+  expect_same(reference, together);
+  EXPECT_EQ(most_waves_in_a_call, tasks.size());
+  int single_sample_calls = 0;
+  for (const auto& l : reference) single_sample_calls += l.samples_used;
+  EXPECT_LT(calls, single_sample_calls / 10);
+  // Wave sizes: the first wave of every pair is 17 samples at K = 32.
+  std::vector<PairWave> seen;
+  vote_pairs({tasks[0]}, [&](const std::vector<PairWave>& waves) {
+    seen.insert(seen.end(), waves.begin(), waves.end());
+    return batched(per_sample(hash_answer))(waves);
+  }, adaptive);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen[0].requests.size(), 17u);
+}
+
+// A pair that fails inside a batch is recorded as failed; the other pairs of the batch are voted.
+TEST(VoteLoop, FailureOfOnePairInABatchKeepsTheOthers) {
+  auto dir = temp_dir("batchfail");
+  const auto pairs = make_pairs(10, 12);
+  VoteConfig config;
+  config.K = 8;
+  config.pairs_per_batch = 5;
+  auto vote = [&](const std::vector<PairWave>& waves) {
+    auto out = batched(per_sample(hash_answer))(waves);
+    for (std::size_t w = 0; w < waves.size(); ++w)
+      if (waves[w].task->pair_index == 3) out[w] = WaveResult{{}, true, "cannot read image 'img3.png'"};
+    return out;
+  };
+  LabelStore store((dir / "shards").string(), 0, run_info(8));
+  const auto stats = run_voting(pairs, 0, 1, BatchVoteFn(vote), store, config);
+  EXPECT_EQ(stats.done, 12u);
+  EXPECT_EQ(stats.failed, 1u);
+  const auto labels = merged(dir, pairs, run_info(8));
+  ASSERT_EQ(labels.size(), 12u);
+  for (const auto& l : labels) {
+    EXPECT_EQ(l.failed, l.pair_index == 3);
+    if (l.pair_index == 3) EXPECT_EQ(l.fail_reason, "cannot read image 'img3.png'");
+    else EXPECT_GT(l.samples_used, 0);
+  }
+  fs::remove_all(dir);
+}

@@ -102,3 +102,32 @@ TEST(EarlyStop, BruteForceLosslessAndTight) {
     if (K >= 3) EXPECT_GT(saved, 0) << "K=" << K;
   }
 }
+
+// samples_that_could_decide: n more votes for the leader decide the outcome, n - 1 do not, for
+// every reachable state (checked against outcome_decided, the definition of "decided").
+TEST(MajorityVote, SamplesThatCouldDecideIsTheSmallestDecidingWave) {
+  for (int K : {1, 2, 3, 8, 9, 32}) {
+    for (int a = 0; a <= K; ++a) {
+      for (int b = 0; a + b <= K; ++b) {
+        for (int invalid = 0; a + b + invalid <= K; ++invalid) {
+          const int remaining = K - a - b - invalid;
+          const int n = evoq::evo::samples_that_could_decide(a, b, remaining);
+          if (evoq::evo::outcome_decided(a, b, remaining)) {
+            EXPECT_EQ(n, 0);
+            continue;
+          }
+          ASSERT_GE(n, 1);
+          ASSERT_LE(n, remaining);
+          const bool a_leads = a >= b;
+          auto after = [&](int m) {
+            return a_leads ? evoq::evo::outcome_decided(a + m, b, remaining - m)
+                           : evoq::evo::outcome_decided(a, b + m, remaining - m);
+          };
+          EXPECT_TRUE(after(n)) << K << " " << a << " " << b << " " << invalid;
+          EXPECT_FALSE(after(n - 1)) << K << " " << a << " " << b << " " << invalid;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(evoq::evo::samples_that_could_decide(0, 0, 32), 17);
+}
