@@ -1,6 +1,7 @@
 #include "evoq/evo/pairs.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -85,6 +86,11 @@ PairSet base_set(const Manifest& manifest, std::uint64_t seed, const std::string
 }
 
 }  // namespace
+
+std::string PairSet::resolve(std::int64_t image) const {
+  const std::filesystem::path p(image_paths.at(std::size_t(image)));
+  return p.is_absolute() ? p.string() : (std::filesystem::path(root) / p).string();
+}
 
 std::uint64_t counter_hash(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
   return splitmix(splitmix(splitmix(seed) ^ a) ^ b);

@@ -41,6 +41,25 @@ def counter_hash(seed, a, b):
     return splitmix(splitmix(splitmix(seed) ^ a) ^ b)
 
 
+def philox4x32_10(ctr, key):
+    """Random123's philox4x32-10, written from Salmon et al. (SC'11): the oracle of the swap bits."""
+    M0, M1, W0, W1, U32 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85, 0xFFFFFFFF
+    c0, c1, c2, c3 = ctr
+    k0, k1 = key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + W0) & U32, (k1 + W1) & U32
+        p0, p1 = M0 * c0, M1 * c2
+        c0, c1, c2, c3 = ((p1 >> 32) ^ c1 ^ k0) & U32, p1 & U32, ((p0 >> 32) ^ c3 ^ k1) & U32, p0 & U32
+    return c0, c1, c2, c3
+
+
+def sample_swapped(seed, pair, k):
+    """docs/FORMATS.md "Order swap": bit 0 of word 0 of Philox(key=seed, counter=(0xFFFFFFFF, k, pair))."""
+    w = philox4x32_10((0xFFFFFFFF, k, pair & 0xFFFFFFFF, pair >> 32), (seed & 0xFFFFFFFF, seed >> 32))
+    return w[0] & 1
+
+
 @pytest.fixture
 def images(tmp_path):
     d = tmp_path / "imgs"
@@ -147,10 +166,10 @@ def test_labels_schema_and_oracles(tmp_path, images):
             assert D["invalid"][p] == np.sum(a == -1)
         np.testing.assert_array_equal(D["p_star"], eq1(D["votes_i"], D["votes_j"]))  # Eq. 1 (NaN == NaN)
         assert np.array_equal(D["labelled"], ~np.isnan(D["p_star"]))
-    # Order swaps: bit 63 of counter_hash(seed, pair, sample).
+    # Order swaps: the Philox bit of (seed, pair, sample).
     for p in range(60):
         sw = F["sample_swapped"][F["sample_offset"][p]:F["sample_offset"][p + 1]]
-        assert list(sw) == [counter_hash(4, p, k) >> 63 for k in range(9)]
+        assert list(sw) == [sample_swapped(4, p, k) for k in range(9)]
     assert 0.3 < F["sample_swapped"].mean() < 0.7
     # Raw responses are stored per sample and agree with the recorded (unswapped) answers.
     assert len(F["responses"]) == len(F["sample_answer"])
@@ -268,3 +287,9 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, images):
     evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 9, "--seed", 4, "--flush-every", 1)
     assert len(shard_pairs(shards)) == 80
     assert_same_labels(reference, out)
+
+
+def test_philox_oracle_known_answers():
+    # Random123 kat_vectors, "philox4x32 10" lines: the oracle above is itself checked.
+    assert philox4x32_10((0, 0, 0, 0), (0, 0)) == (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)
+    assert philox4x32_10((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2) == (0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd)

@@ -24,6 +24,8 @@ struct PairSet {
   std::string creation_time;
 
   std::size_t size() const { return first.size(); }
+  // root / image_paths[image] (the path itself when absolute).
+  std::string resolve(std::int64_t image) const;
 };
 
 // Counter-based 64-bit hash of (seed, a, b): SplitMix64 finaliser applied in a chain,

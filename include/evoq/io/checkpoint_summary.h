@@ -9,4 +9,9 @@ namespace evoq::io {
 
 void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out, bool with_hash = true);
 
+// Fingerprint of a checkpoint directory's weights: sha256 of the lines "<file name> <sha256 of the
+// file>\n" over its *.safetensors files in name order (labels.h5 records it; a resume refuses other
+// weights). Reads every byte once; throws evoq::Error when there is no safetensors file.
+std::string weights_checksum(const std::string& model_dir);
+
 }  // namespace evoq::io
