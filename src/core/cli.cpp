@@ -235,4 +235,16 @@ int main(int argc, char** argv) {
   }
 }
 
+int run_command(const std::string& name, const std::vector<std::string>& args) {
+  const auto& commands = registry();
+  auto it = std::find_if(commands.begin(), commands.end(), [&](const Command& c) { return c.name == name; });
+  EVOQ_CHECK(it != commands.end(), "run_command: unknown command '", name, "'");
+  std::vector<const char*> argv{name.c_str()};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  po::variables_map vm;
+  std::ostringstream help;
+  if (!parse(*it, int(argv.size()), argv.data(), vm, help)) return 0;
+  return it->run(vm);
+}
+
 }  // namespace evoq::cli

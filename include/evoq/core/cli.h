@@ -44,6 +44,11 @@ std::string help_text(const Command& command, const po::options_description& opt
 // Entry point of the binary: dispatch, uniform error handling. Returns the exit status.
 int main(int argc, char** argv);
 
+// Runs command `name` in this process with `args` (as after the command name on a command line;
+// "--config FILE" included). Errors propagate as exceptions; returns the command's exit status.
+// For drivers such as `evoq evolve` that chain stages inside one MPI job.
+int run_command(const std::string& name, const std::vector<std::string>& args);
+
 // Convenience accessors that raise UsageError naming the option.
 std::string require_string(const po::variables_map& vm, const std::string& name);
 
