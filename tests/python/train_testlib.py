@@ -90,17 +90,21 @@ def write_labels(path, image_paths, pairs, p_star, failed=None, root=""):
         f.create_dataset("path_i", data=np.array([image_paths[a] for a, _ in pairs], dtype=object), dtype=str_t)
         f.create_dataset("path_j", data=np.array([image_paths[b] for _, b in pairs], dtype=object), dtype=str_t)
         ps = np.array(p_star, dtype=np.float64)
-        f.create_dataset("votes_i", data=np.where(ps > 0.5, 3, 1).astype(np.int32))
-        f.create_dataset("votes_j", data=np.where(ps < 0.5, 3, 1).astype(np.int32))
+        f.create_dataset("votes_i", data=np.where(ps > 0.5, 3, np.where(ps < 0.5, 1, 2)).astype(np.int32))
+        f.create_dataset("votes_j", data=np.where(ps < 0.5, 3, np.where(ps > 0.5, 1, 2)).astype(np.int32))
         f.create_dataset("invalid", data=np.zeros(n, np.int32))
         f.create_dataset("samples_used", data=np.full(n, 4, np.int32))
         f.create_dataset("p_star", data=ps)
         f.create_dataset("labelled", data=(~np.isnan(ps)).astype(np.uint8))
         f.create_dataset("failed", data=np.array(failed, dtype=np.uint8))
         f.create_dataset("fail_reason", data=np.array(["" for _ in range(n)], dtype=object), dtype=str_t)
-        f.create_dataset("sample_offset", data=np.zeros(n + 1, np.int64))
-        f.create_dataset("sample_answer", data=np.zeros(0, np.int8))
-        f.create_dataset("sample_swapped", data=np.zeros(0, np.uint8))
+        # 4 samples per pair: 3 votes for the winner, 1 for the other (a tie: 2 and 2)
+        answers = []
+        for v in ps:
+            answers += [0, 0, 0, 1] if v > 0.5 else [1, 1, 1, 0] if v < 0.5 else [0, 0, 1, 1]
+        f.create_dataset("sample_offset", data=np.arange(0, 4 * n + 1, 4, dtype=np.int64))
+        f.create_dataset("sample_answer", data=np.array(answers, np.int8))
+        f.create_dataset("sample_swapped", data=np.zeros(4 * n, np.uint8))
 
 
 def hf_prompt(d, image, prompt):
@@ -135,3 +139,62 @@ def run(args, check=True, **kw):
     if check:
         assert res.returncode == 0, f"{args}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     return res
+
+
+DIGITS = [16, 17, 18, 19, 20]  # "1" .. "5" in the Qwen2 vocabulary
+JUNK = 87                      # "x"
+
+
+def build_scoring_model(seed=0):
+    """A tiny random model whose answers are short strings over {"1".."5", "x", <|im_end|>}, so that
+    c_score rollouts are sometimes valid ("3") and often not ("33", "x3", ""): the rewards are not
+    degenerate and a policy can learn. How: in the last decoder layer one value channel is a constant
+    (zero weights, bias 1) that o_proj writes as +100 into residual dimension 0 at every position;
+    after the final norm that dimension is a large positive constant, and lm_head's column 0 gives
+    every other token a very negative logit. The remaining lm_head dimensions keep the logits
+    context-dependent (the image and the earlier tokens still matter)."""
+    model = build_model(seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        attn = model.model.language_model.layers[-1].self_attn
+        attn.v_proj.weight[0].zero_()
+        attn.v_proj.bias[0] = 1.0
+        head_dim = attn.head_dim
+        for c in (0, head_dim):  # query heads 0 and 1 read kv head 0
+            attn.o_proj.weight[:, c] = 0.0
+            attn.o_proj.weight[0, c] = 50.0
+        w = model.lm_head.weight
+        w[:, 0] = -3.0
+        for t, bias in [(d, 0.5) for d in DIGITS] + [(JUNK, 0.2), (IM_END, 0.7)]:
+            w[t, 1:] = torch.randn(w.shape[1] - 1, generator=g)
+            w[t, 0] = bias
+    return model
+
+
+def brightness_images(d, n, seed=3):
+    """n noisy images of increasing mean brightness (image k is better than image j < k), sides
+    multiples of 28 inside the test pixel budget."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        base = 40 + 180 * i / max(1, n - 1)
+        a = np.clip(base + rng.normal(0, 30, (56, 56, 3)), 0, 255).astype(np.uint8)
+        p = os.path.join(d, f"img{i}.png")
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    return paths
+
+
+def consistent_pairs(n, count, seed=0):
+    """`count` distinct pairs of n images with p* = 1 when the first is brighter (higher index)."""
+    rng = np.random.default_rng(seed)
+    all_pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    pick = rng.permutation(len(all_pairs))[:count]
+    pairs, p_star = [], []
+    for k in pick:
+        a, b = all_pairs[k]
+        if rng.random() < 0.5:
+            a, b = b, a
+        pairs.append((int(a), int(b)))
+        p_star.append(1.0 if a > b else 0.0)
+    return pairs, p_star
