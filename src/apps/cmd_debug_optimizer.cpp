@@ -4,23 +4,32 @@
 //    "grad/<step>/r<rank>/<name>"; a missing gradient is undefined) and writes the final parameters as
 //    fp32 "param/<name>" into DIR/model.safetensors and one JSON line per step to DIR/report.jsonl
 //    (rank 0). Runs under mpirun too (tests/python/test_train_optimizer.py compares with torch.optim.AdamW).
+//  - `ckpt-loop --model DIR --run RUN --steps N [--resume]`: a fake training loop (seeded random
+//    gradients per step and rank) over a real model that saves checkpoints and stops on SIGUSR1/SIGTERM
+//    (exit 75), for the kill -9 / resume tests; the final weights go to --out (HF layout).
 //  - `memory --model-config CONFIG ...`: parameter counts by component and the per-GPU memory estimate
 //    as JSON on stdout (the table on stderr).
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "evoq/core/cli.h"
 #include "evoq/core/error.h"
+#include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
 #include "evoq/evo/memory_estimate.h"
 #include "evoq/evo/optimizer.h"
+#include "evoq/evo/stop_signal.h"
+#include "evoq/evo/train_checkpoint.h"
+#include "evoq/evo/trainable_scope.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/io/safetensors.h"
 #include "evoq/model/config.h"
@@ -100,6 +109,56 @@ int run_adamw(const po::variables_map& vm) {
   return 0;
 }
 
+int run_ckpt_loop(const po::variables_map& vm) {
+  auto comm = dist::mpi_world();
+  const std::string model_dir = cli::require_string(vm, "model");
+  const std::string run_dir = cli::require_string(vm, "run");
+  const int64_t steps = vm["steps"].as<int>();
+  const int save_every = vm["save-every"].as<int>();
+  const int sleep_ms = vm["sleep-ms"].as<int>();
+  EVOQ_CHECK(save_every >= 1, "--save-every must be >= 1");
+  evo::install_stop_handlers();
+  auto model = model::load_model(model_dir, model::parse_torch_dtype(vm["dtype"].as<std::string>()), torch::kCPU);
+  auto params = evo::trainable_parameters(*model, vm["trainable"].as<std::string>());
+  evo::OptimizerConfig config;
+  config.lr = vm["lr"].as<double>();
+  config.weight_decay = vm["weight-decay"].as<double>();
+  config.max_grad_norm = vm["max-grad-norm"].as<double>();
+  config.warmup_steps = vm["warmup-steps"].as<long long>();
+  config.total_steps = steps;
+  config.shard_state = vm.count("shard") > 0;
+  config.bucket_mb = vm["bucket-mb"].as<double>();
+  evo::DistributedAdamW opt(params, config, comm);
+  evo::TrainProgress progress;
+  progress.seed = 7;
+  if (vm.count("resume")) {
+    if (auto latest = evo::latest_checkpoint(run_dir)) {
+      progress = evo::load_checkpoint(*latest, *model, opt, *comm);
+      log::info("resumed from ", *latest, " at step ", progress.step);
+    }
+  }
+  for (int64_t s = progress.step; s < steps; ++s) {
+    torch::manual_seed(uint64_t(1000003) * uint64_t(s + 1) + uint64_t(comm->rank()));
+    for (auto& [name, p] : params) p.mutable_grad() = torch::randn_like(p) * 0.05;
+    opt.step();
+    progress.step = s + 1;
+    progress.epoch = (s + 1) / 4;
+    progress.position = (s + 1) % 4;
+    progress.extra = {{"last_lr", opt.lr_at(s)}};
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    const bool stop = evo::stop_requested_anywhere(*comm);
+    if ((s + 1) % save_every == 0 || stop || s + 1 == steps)
+      evo::save_checkpoint(run_dir, *model, model_dir, opt, progress, *comm, vm["keep-last"].as<int>());
+    if (stop) {
+      log::info("stopped by signal after step ", s + 1);
+      return evo::kExitStoppedBySignal;
+    }
+  }
+  if (vm.count("out") && comm->is_root()) model::save_model(*model, vm["out"].as<std::string>());
+  comm->barrier();
+  return 0;
+}
+
 int run_memory(const po::variables_map& vm) {
   const auto config = model::load_config(cli::require_string(vm, "model-config"));
   evo::MemoryPlan plan;
@@ -127,7 +186,7 @@ int run_memory(const po::variables_map& vm) {
 
 void add_options(po::options_description& o, po::positional_options_description& pos) {
   o.add_options()
-      ("what", po::value<std::string>(), "adamw | memory")
+      ("what", po::value<std::string>(), "adamw | ckpt-loop | memory")
       ("in", po::value<std::string>(), "adamw: safetensors file with param/<name> and grad/<step>/<name>")
       ("out", po::value<std::string>(), "adamw: output folder")
       ("steps", po::value<int>()->default_value(1), "adamw: optimizer steps to run")
@@ -145,6 +204,12 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("bucket-mb", po::value<double>()->default_value(25.0), "adamw: communication bucket (MiB)")
       ("save-state", po::value<std::string>(), "adamw: write the state to PREFIX.r<rank>.h5 at the end")
       ("load-state", po::value<std::string>(), "adamw: start from this state file")
+      ("model", po::value<std::string>(), "ckpt-loop: model folder (HF layout)")
+      ("run", po::value<std::string>(), "ckpt-loop: run folder (checkpoints/ inside)")
+      ("save-every", po::value<int>()->default_value(1), "ckpt-loop: checkpoint every N steps")
+      ("keep-last", po::value<int>()->default_value(2), "ckpt-loop: checkpoints to keep")
+      ("sleep-ms", po::value<int>()->default_value(0), "ckpt-loop: sleep per step (kill tests)")
+      ("resume", "ckpt-loop: continue from the latest checkpoint")
       ("model-config", po::value<std::string>(), "memory: config.json (or its folder)")
       ("ranks", po::value<int>()->default_value(1), "memory: GPUs")
       ("zero", po::value<int>()->default_value(0), "memory: ZeRO stage 0 | 1 | 2")
@@ -152,15 +217,16 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("micro-batch", po::value<long long>()->default_value(1), "memory: sequences per micro-batch")
       ("seq-len", po::value<long long>()->default_value(1024), "memory: tokens per sequence")
       ("no-reference", "memory: beta = 0 (no reference model)")
-      ("trainable", po::value<std::string>()->default_value("all"), "memory: all | lm | lm+merger");
+      ("trainable", po::value<std::string>()->default_value("all"), "memory, ckpt-loop: all | lm | lm+merger");
   pos.add("what", 1);
 }
 
 int run(const po::variables_map& vm) {
   const std::string what = cli::require_string(vm, "what");
   if (what == "adamw") return run_adamw(vm);
+  if (what == "ckpt-loop") return run_ckpt_loop(vm);
   if (what == "memory") return run_memory(vm);
-  throw UsageError("unknown debug-optimizer action '" + what + "' (adamw | memory)");
+  throw UsageError("unknown debug-optimizer action '" + what + "' (adamw | ckpt-loop | memory)");
 }
 
 EVOQ_COMMAND("debug-optimizer", "internal: run DistributedAdamW on gradients from a file / print the memory estimate",
