@@ -63,8 +63,8 @@ MemoryEstimate estimate_training_memory(const model::ModelConfig& c, const Memor
   e.grads = T * b * (plan.zero_stage >= 2 ? 1.0 / R : 1.0);
   // fp32 Adam moments (2 x 4 bytes) + fp32 master for non-fp32 parameters (4 bytes).
   e.optimizer_state = T * (8.0 + (plan.bf16 ? 4.0 : 0.0)) * state_share;
-  // During step(): one fp32 bucket + the owned fp32 summed gradients + the Adam denominator.
-  e.comm_buffers = plan.bucket_mb * 1024.0 * 1024.0 + 2.0 * 4.0 * T * state_share;
+  // During step(): the fp32 bucket, the Adam denominator of one bucket and the owned fp32 summed gradients.
+  e.comm_buffers = 2.0 * plan.bucket_mb * 1024.0 * 1024.0 + 4.0 * T * state_share;
 
   const auto& t = c.text;
   const double tokens = double(plan.micro_batch_sequences * plan.sequence_length);

@@ -269,16 +269,19 @@ StepReport DistributedAdamW::step() {
   m.exp_avg.lerp_(grads, 1.0 - c.beta1);
   m.exp_avg_sq.mul_(c.beta2).addcmul_(grads, grads, 1.0 - c.beta2);
   grads = torch::Tensor();
-  auto denom = (m.exp_avg_sq.sqrt() / bc2_sqrt).add_(c.eps);
   for (const auto& b : m.buckets) {
+    const int64_t own = b.own_hi - b.own_lo;
+    if (own == 0) continue;
+    // The denominator one bucket at a time (bounded scratch memory).
+    auto denom = (m.exp_avg_sq.narrow(0, b.owned_off, own).sqrt() / bc2_sqrt).add_(c.eps);
     for (const auto& s : b.segments) {
       auto x = m.target(s);
       if (c.weight_decay != 0.0) x.mul_(1.0 - lr * c.weight_decay);
-      x.addcdiv_(m.exp_avg.narrow(0, s.owned_off, s.len), denom.narrow(0, s.owned_off, s.len), -step_size);
+      x.addcdiv_(m.exp_avg.narrow(0, s.owned_off, s.len), denom.narrow(0, s.owned_off - b.owned_off, s.len),
+                 -step_size);
       if (!sharded && s.master_off >= 0) m.flat_param(s.param).narrow(0, s.param_off, s.len).copy_(x);
     }
   }
-  denom = torch::Tensor();
 
   // 4. Sharded: every rank receives the updated values of the elements the others own.
   if (sharded) {
