@@ -3,7 +3,8 @@
 
 Workload (issue 4): two 448x448 images + c_compare + reasoning suffix, K samples of exactly
 --new-tokens new tokens (stop ids disabled on both sides so every sample runs to the length), on a
-tiny and a "small" random Qwen2-VL built with transformers. Each side runs in its own process with
+tiny random Qwen2-VL and the project's "small" Qwen2.5-VL (bench/configs/small), random weights
+built with transformers. Each side runs in its own process with
 the same thread count; wall time, tokens/s and peak RSS (ru_maxrss of the child) are reported, and
 evoq's split between prefill and decode.
 
@@ -33,25 +34,27 @@ CONFIGS = {
     "tiny": dict(text=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                            intermediate_size=128, mrope=[2, 3, 3]),
                  vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)),
-    "small": dict(text=dict(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=2,
-                            intermediate_size=1376, mrope=[8, 12, 12]),
-                  vision=dict(depth=4, embed_dim=128, num_heads=4, mlp_ratio=4)),
 }
+# "small" is the project's benchmark config (bench/configs/small: Qwen2.5-VL, 0.42B parameters).
+SMALL = os.path.join(HERE, "configs", "small")
 
 
 def build(name, d):
     import torch
     import transformers as tf
-    c = CONFIGS[name]
-    t = dict(c["text"])
-    mrope = t.pop("mrope")
-    cfg = tf.Qwen2VLConfig(
-        text_config=dict(t, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=8192,
-                         rope_scaling={"type": "mrope", "mrope_section": mrope}),
-        vision_config=dict(c["vision"], hidden_size=t["hidden_size"]), tie_word_embeddings=True,
-        image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653, video_token_id=151656)
     torch.manual_seed(0)
-    model = tf.Qwen2VLForConditionalGeneration(cfg).eval()
+    if name == "small":
+        model = tf.Qwen2_5_VLForConditionalGeneration(tf.AutoConfig.from_pretrained(SMALL)).eval()
+    else:
+        c = CONFIGS[name]
+        t = dict(c["text"])
+        mrope = t.pop("mrope")
+        cfg = tf.Qwen2VLConfig(
+            text_config=dict(t, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=8192,
+                             rope_scaling={"type": "mrope", "mrope_section": mrope}),
+            vision_config=dict(c["vision"], hidden_size=t["hidden_size"]), tie_word_embeddings=True,
+            image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653, video_token_id=151656)
+        model = tf.Qwen2VLForConditionalGeneration(cfg).eval()
     model.save_pretrained(d)
     for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json"):
         shutil.copy(os.path.join(QWEN, f), d)
@@ -75,11 +78,11 @@ def images(d):
 HF_CHILD = r"""
 import json, sys, time, torch
 from PIL import Image
-from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessor
 d, k, n, threads, prompt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 imgs = sys.argv[6:]
 torch.set_num_threads(threads)
-model = Qwen2VLForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+model = AutoModelForImageTextToText.from_pretrained(d, dtype=torch.float32).eval()
 tok = AutoTokenizer.from_pretrained(d)
 proc = Qwen2VLImageProcessor.from_pretrained(d)
 # The Instruct chat template (tests/data holds the base model's template, which has no roles).
@@ -94,7 +97,7 @@ ids = tok(text, return_tensors="pt")["input_ids"]
 t0 = time.perf_counter()
 with torch.no_grad():
     seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=out["pixel_values"],
-                         image_grid_thw=out["image_grid_thw"], do_sample=True, num_return_sequences=k,
+                         image_grid_thw=out["image_grid_thw"], mm_token_type_ids=(ids == 151655).int(), do_sample=True, num_return_sequences=k,
                          max_new_tokens=n, min_new_tokens=n, temperature=1.0, top_k=0, top_p=1.0,
                          eos_token_id=None, pad_token_id=151643)
 dt = time.perf_counter() - t0

@@ -1,11 +1,13 @@
 // `evoq process-logits`: runs the sampler on logits read from raw files, so tests can compare it
-// with transformers' LogitsProcessorList (tests/python/test_gen_sampler.py) without a model.
+// with transformers' LogitsProcessorList (tests/python/test_gen_sampler.py) without a model: the
+// processed logits come from process_logits, the chosen tokens from the engine's sample_step.
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "evoq/core/cli.h"
 #include "evoq/core/error.h"
+#include "evoq/gen/sample_step.h"
 #include "evoq/gen/sampler.h"
 
 namespace {
@@ -53,7 +55,8 @@ int run(const po::variables_map& vm) {
   out.write(reinterpret_cast<const char*>(processed.data_ptr<float>()), std::streamsize(rows * vocab * sizeof(float)));
   EVOQ_CHECK(out.good(), "cannot write ", vm["out"].as<std::string>());
 
-  auto choice = evoq::gen::choose_tokens(logits, processed, p, uniforms, true);
+  // The token choice as the engine makes it (sample_step), not from the processed row above.
+  auto choice = evoq::gen::sample_step(logits, present, p, uniforms, true);
   nlohmann::json j;
   for (int64_t r = 0; r < rows; ++r) {
     j["tokens"].push_back(choice.tokens[r].item<int64_t>());

@@ -2,6 +2,7 @@
 
 #include "evoq/core/error.h"
 #include "evoq/gen/rng.h"
+#include "evoq/gen/sample_step.h"
 
 namespace evoq::gen {
 
@@ -58,8 +59,7 @@ std::vector<std::vector<GeneratedSample>> Engine::generate(
     std::vector<double> uniforms;
     if (params.do_sample)
       for (auto& s : batch) uniforms.push_back(s.stream.uniform(uint32_t(results[s.request][s.sample].tokens.size())));
-    auto processed = process_logits(logits, present, params);
-    Choice choice = choose_tokens(logits, processed, params, uniforms, options_.model_logprobs);
+    Choice choice = sample_step(logits, present, params, uniforms, options_.model_logprobs);
     auto tokens_t = choice.tokens.to(torch::kCPU).contiguous();
     auto sample_lp_t = choice.sample_logprobs.to(torch::kCPU).contiguous();
     torch::Tensor model_lp_t =

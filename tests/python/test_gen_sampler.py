@@ -53,10 +53,12 @@ def inverse_cdf(probs, u):
     return min(idx, len(probs) - 1)
 
 
+# 3000 spans several of the sampler's 512-token blocks and a partial last block.
+@pytest.mark.parametrize("vocab", [300, 3000])
 @pytest.mark.parametrize("s", SETTINGS)
-def test_processors_match_transformers(s):
+def test_processors_match_transformers(s, vocab):
     rng = np.random.default_rng(1234)
-    rows, vocab, hist_len = 6, 300, 40
+    rows, hist_len = 6, 40
     logits = (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
     history = rng.integers(0, vocab, size=(rows, hist_len)).astype(np.int64)
     uniforms = rng.random(rows)
