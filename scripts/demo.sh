@@ -1,61 +1,112 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, as far as evoq goes today (see docs/ARCHITECTURE.md, "Not
-# built yet"): sets everything up and builds, then on held-out CQ100 references
-#   1. makes synthetic distortions with known levels (data_prep/distort),
-#   2. evaluates the handcrafted baselines BRISQUE and NIQE against the true level order (evoq eval),
-#   3. builds the tiny random Qwen2.5-VL model (real architecture and tokenizer; no weights fetched),
-#   4. draws same-reference pairs (evoq pairs) and lets the model vote and score with the paper's prompts
-#      (evoq compare / evoq score). The tiny model is untrained: its answers are mostly invalid, and they
-#      are reported as such. The trained embedded default and `evoq evolve` come with later issues.
-# Outputs go to ${EVOQ_RUN_DIR:-run/demo}.
+# The main job on the embedded default (README's first command): sets everything up and builds, then
+#   1. builds the embedded default model when absent (data_prep/make_default_model.py: tiny Qwen2.5-VL,
+#      real tokenizer, short warm-up on the TRAINING references of data/cq100-mini; seeded),
+#   2. makes synthetic distortions with known levels: a training pool from training references and a
+#      test set from the 6 HELD-OUT references (never used by the warm-up or by the evolution round),
+#   3. measures the model before the round on the held-out set: pseudo-label accuracy of its votes
+#      against the true distortion order, and SRCC/PLCC of its scores against the true order,
+#   4. runs ONE EvoQuality round with 2 MPI ranks: `evoq evolve` (pairs -> vote -> GRPO train -> eval),
+#      with no label of any kind,
+#   5. measures the evolved model the same way and prints before/after, honestly, whatever they are.
+# Sizes are small so that it finishes in minutes on a 2-core CPU (EVOQ_DEMO_* variables scale them).
+# Outputs go to ${EVOQ_RUN_DIR:-run/demo}; a rerun continues (every stage resumes).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(bash "$root/scripts/build.sh" | tail -n 1)
 bin=$build/bin
 venv=${EVOQ_VENV:-${EVOQ_CACHE:-$HOME/.cache/evoq}/venv}
+py=$venv/bin/python
 run=${EVOQ_RUN_DIR:-$root/run/demo}
-model=${EVOQ_DEMO_MODEL:-${EVOQ_CACHE:-$HOME/.cache/evoq}/models/tiny-qwen2.5-vl}
-mkdir -p "$run/refs"
+model=${EVOQ_DEMO_MODEL:-${EVOQ_CACHE:-$HOME/.cache/evoq}/models/evoq-default}
+train_refs=${EVOQ_DEMO_TRAIN_REFS:-12}   # training references in the pool
+pool_pairs=${EVOQ_DEMO_PAIRS:-48}         # pairs voted in the round
+test_pairs=${EVOQ_DEMO_TEST_PAIRS:-40}    # held-out pairs for the pseudo-label accuracy
+K=${EVOQ_DEMO_K:-8}
+train_steps=${EVOQ_DEMO_STEPS:-8}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1
+mpirun=(mpirun -np 2 --oversubscribe)
+mkdir -p "$run"
 step() { printf '\n== %s\n' "$*"; }
+started=$(date +%s)
 
-step "1. synthetic distortions of 6 held-out references (last 6 of data/cq100-mini)"
-ls "$root/data/cq100-mini"/*.png | tail -n 6 | while read -r f; do cp "$f" "$run/refs/"; done
-"$bin/distort" --input "$run/refs" --out "$run/distorted" --preset grid --types gaussian_blur,white_noise,jpeg \
-  --levels 1,3,5 --seed 7 >/dev/null
-manifest=$run/distorted/manifest.csv
-# generic eval CSV: path,score with score = -level (higher is better: less distortion)
-"$venv/bin/python" - "$manifest" "$run/levels.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-with open(sys.argv[2], "w", newline="") as f:
-    w = csv.writer(f); w.writerow(["path", "score"])
-    for r in rows: w.writerow([r["path"], -int(r["level"])])
-print(f"{len(rows)} distorted images")
-PY
+step "1. embedded default model: $model"
+if [ ! -f "$model/model.safetensors" ]; then
+  EVOQ_DISTORT="$bin/distort" "$py" "$root/data_prep/make_default_model.py" "$model"
+fi
+"$bin/evoq" inspect-checkpoint "$model" --no-hash | tail -n 1
 
-step "2. handcrafted baselines vs the true distortion order"
-for m in brisque niqe; do
-  "$bin/evoq" eval --model "$m" --dataset "csv:$run/levels.csv" --out "$run/eval-$m" \
-    --log-level warn
+step "2. synthetic distortions: training pool ($train_refs training references) and held-out test set (last 6)"
+mkdir -p "$run/refs-train" "$run/refs-test"
+ls "$root/data/cq100-mini"/*.png | head -n -6 | head -n "$train_refs" | while read -r f; do cp "$f" "$run/refs-train/"; done
+ls "$root/data/cq100-mini"/*.png | tail -n 6 | while read -r f; do cp "$f" "$run/refs-test/"; done
+for split in train test; do
+  [ -f "$run/distorted-$split/manifest.csv" ] || "$bin/distort" --input "$run/refs-$split" --out "$run/distorted-$split" \
+    --preset grid --types gaussian_blur,white_noise,jpeg --levels 1,3,5 --seed 7 >/dev/null
 done
-
-step "3. tiny random Qwen2.5-VL (real architecture and tokenizer)"
-[ -f "$model/model.safetensors" ] || "$venv/bin/python" "$root/data_prep/make_tiny_model.py" "$model"
-"$bin/evoq" inspect-checkpoint "$model" --no-hash | tail -n 3
-
-step "4. same-reference pairs, votes and scores with the paper's prompts"
-"$venv/bin/python" - "$manifest" "$run/pairs-manifest.csv" <<'PY'
+"$py" - "$run" <<'PY'
 import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-with open(sys.argv[2], "w") as f:
-    for r in rows: f.write(f"{r['path']},{r['reference_id']}\n")
+run = sys.argv[1]
+for split in ("train", "test"):
+    rows = list(csv.DictReader(open(f"{run}/distorted-{split}/manifest.csv")))
+    with open(f"{run}/{split}-pool.txt", "w") as f:  # evoq's manifest: path,reference_id (no level!)
+        for r in rows: f.write(f"{r['path']},{r['reference_id']}\n")
+    with open(f"{run}/{split}-levels.csv", "w", newline="") as f:  # eval CSV: score = -level (higher = better)
+        w = csv.writer(f); w.writerow(["path", "score"])
+        for r in rows: w.writerow([r["path"], -int(r["level"])])
+    print(f"{split}: {len(rows)} distorted images of {len({r['reference_id'] for r in rows})} references")
 PY
-"$bin/evoq" pairs --manifest "$run/pairs-manifest.csv" --root "$run/distorted" --mode same-reference -n 12 --seed 1 \
-  --out "$run/pairs.h5"
-first=$(head -n 1 "$run/pairs-manifest.csv" | cut -d, -f1)
-second=$(sed -n 3p "$run/pairs-manifest.csv" | cut -d, -f1)
-"$bin/evoq" compare --model "$model" "$first" "$second" --samples 8 --seed 1 \
-  --max-new-tokens 48
-"$bin/evoq" score --model "$model" "$first" "$second" --samples 4 --max-new-tokens 24 \
-  --out "$run/scores.csv"
-printf '\nDone. Outputs in %s (eval-*/results.json, pairs.h5, scores.csv).\n' "$run"
+[ -f "$run/test-pairs.h5" ] || "$bin/evoq" pairs --manifest "$run/test-pool.txt" --mode same-reference \
+  -n "$test_pairs" --seed 11 --out "$run/test-pairs.h5" --log-level warn
+
+vote_args=(-K "$K" --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn)
+step "3. before the round: votes on $test_pairs held-out pairs (K=$K)"
+"${mpirun[@]}" "$bin/evoq" vote --model "$model" --pairs "$run/test-pairs.h5" --out "$run/test-labels-before.h5" \
+  --seed 3 "${vote_args[@]}"
+
+step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> train -> eval"
+"${mpirun[@]}" "$bin/evoq" evolve --run "$run/evolve" --model "$model" --rounds 1 \
+  --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \
+  --eval-dataset "csv:$run/test-levels.csv" \
+  --vote-args "${vote_args[*]}" \
+  --train-args "--steps $train_steps --pairs-per-step 6 --samples 4 --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
+  --eval-args "--max-new-tokens 32 --log-level warn"
+
+step "5. after the round: votes on the same held-out pairs"
+"${mpirun[@]}" "$bin/evoq" vote --model "$run/evolve/round_1/model" --pairs "$run/test-pairs.h5" \
+  --out "$run/test-labels-after.h5" --seed 3 "${vote_args[@]}"
+
+step "Held-out results (6 references never used in training; true order = distortion level)"
+"$py" - "$run" "$(( $(date +%s) - started ))" <<'PY'
+import csv, json, sys
+import h5py, numpy as np
+run, seconds = sys.argv[1], int(sys.argv[2])
+level = {r["path"]: int(r["level"]) for r in csv.DictReader(open(f"{run}/distorted-test/manifest.csv"))}
+def accuracy(path):
+    with h5py.File(path) as f:
+        pi, pj, p = [x.decode() for x in f["path_i"][:]], [x.decode() for x in f["path_j"][:]], f["p_star"][:]
+        root = f.attrs.get("root", "")
+    right = wrong = tie = none = 0
+    for a, b, ps in zip(pi, pj, p):
+        la, lb = level[a], level[b]
+        if la == lb: continue  # same level, different type: no true order
+        if np.isnan(ps): none += 1
+        elif ps == 0.5: tie += 1
+        elif (ps == 1.0) == (la < lb): right += 1
+        else: wrong += 1
+    n = right + wrong + tie + none
+    return right / n if n else float("nan"), n, tie, none
+def quality(t):
+    d = json.load(open(f"{run}/evolve/round_{t}/eval.json"))["datasets"][0]
+    return d.get("srcc", float("nan")), d.get("plcc", float("nan")), d.get("invalid", 0), d.get("images", 0)
+print(f"{'':28s}{'before':>12s}{'after':>12s}")
+(ab, n, tb, nb), (aa, _, ta, na) = accuracy(f"{run}/test-labels-before.h5"), accuracy(f"{run}/test-labels-after.h5")
+print(f"{'pseudo-label accuracy':28s}{ab:12.3f}{aa:12.3f}   ({n} ordered pairs; ties {tb}/{ta}, no label {nb}/{na})")
+(sb, pb, ib, m), (sa, pa, ia, _) = quality(0), quality(1)
+fmt = lambda x: f"{x:12.3f}" if x == x else f"{'n/a':>12s}"
+print(f"{'SRCC vs true order':28s}{fmt(sb)}{fmt(sa)}")
+print(f"{'PLCC vs true order':28s}{fmt(pb)}{fmt(pa)}")
+print(f"{'invalid score answers':28s}{ib:12d}{ia:12d}   (of {m} images)")
+print(f"\n(total {seconds} s; outputs in {run})")
+PY

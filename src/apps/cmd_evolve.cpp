@@ -107,7 +107,8 @@ class Evolution {
   // Runs one stage unless state.json says it is done; records it when it succeeds.
   int stage(int t, const std::string& name, const std::function<int()>& body) {
     const std::string key = std::to_string(t);
-    if (state_["rounds"][key].value(name, false)) {
+    const json& rounds = state_["rounds"];
+    if (rounds.contains(key) && rounds[key].value(name, false)) {
       log::info("evolve: round ", t, " ", name, ": done earlier");
       return 0;
     }
