@@ -6,6 +6,7 @@
 // on every rank of the job. state.json (written atomically by rank 0 after each stage) records which
 // stages are done; each stage resumes from its own files (vote shards, train checkpoints, eval score
 // files), so rerunning the same command after any crash continues where it stopped.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -28,6 +29,12 @@ using nlohmann::json;
 
 constexpr int kExitStoppedBySignal = 75;  // a stage checkpointed and stopped on SIGUSR1/SIGTERM
 constexpr int kExitSomePairsFailed = 3;   // `evoq vote`: finished, some pairs failed
+
+// A metric of results.json: NaN when absent or null (e.g. no valid score at all).
+double metric(const json& dataset, const char* key) {
+  const auto it = dataset.find(key);
+  return it != dataset.end() && it->is_number() ? it->get<double>() : NAN;
+}
 
 std::vector<std::string> split_words(const std::string& s) {
   std::istringstream in(s);
@@ -238,9 +245,9 @@ class Evolution {
         for (const auto& d : results["datasets"])
           if (d["name"] == n) {
             std::ostringstream c;
-            c << std::fixed << std::setprecision(3) << d.value("srcc", NAN) << " / " << d.value("plcc", NAN);
+            c << std::fixed << std::setprecision(3) << metric(d, "srcc") << " / " << metric(d, "plcc");
             cell = c.str();
-            csv << "," << d.value("srcc", NAN) << "," << d.value("plcc", NAN);
+            csv << "," << metric(d, "srcc") << "," << metric(d, "plcc");
           }
         table << std::setw(20) << cell;
       }

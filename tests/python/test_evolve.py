@@ -1,4 +1,4 @@
-"""`evoq evolve` on a tiny random Qwen2.5-VL: one round (pairs -> vote -> train -> eval) with 2 MPI
+"""`evoq evolve` on a tiny Qwen2.5-VL rigged to answer with short digit strings (train_testlib): one round (pairs -> vote -> train -> eval) with 2 MPI
 ranks writes every output (read back with h5py / transformers-style safetensors), state.json records
 the stages, and kill -9 at random moments followed by a rerun of the same command gives the same
 labels, weights and evaluation as an uninterrupted run."""
@@ -18,6 +18,7 @@ from safetensors.numpy import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_evo_labels import ENV, EVOQ, MPIRUN, evoq  # noqa: E402
+from train_testlib import DIGITS, build_scoring_model, save_checkpoint  # noqa: E402
 
 ROOT = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -25,15 +26,16 @@ ROOT = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("evolve")
+    # Answers are short digit strings: valid votes ("0"/"1"), valid scores ("1".."5") and invalid ones.
     model = d / "model"
-    subprocess.run([sys.executable, os.path.join(ROOT, "data_prep", "make_tiny_model.py"), str(model)], check=True,
-                   capture_output=True)
+    save_checkpoint(build_scoring_model(seed=0, digits=[15] + DIGITS, end_bias=1.5,
+                                                   digit_bias={15: 1.5, 16: 1.5}, context_scale=0.1), str(model))
     rng = np.random.default_rng(1)
     pool = d / "pool"
     pool.mkdir()
     rows = []
-    for ref in range(2):
-        base = rng.random((32, 48, 3))
+    for ref in range(3):
+        base = rng.random((56, 56, 3))
         for level in range(3):
             noisy = np.clip(base + rng.normal(0, 0.15 * level, base.shape), 0, 1)
             name = f"r{ref}_l{level}.png"
@@ -46,10 +48,10 @@ def setup(tmp_path_factory):
 
 def evolve_cmd(d, model, run, np_ranks):
     cmd = [EVOQ, "evolve", "--run", str(run), "--model", str(model), "--rounds", "1", "--images",
-           str(d / "pool" / "manifest.txt"), "--mode", "same-reference", "--pairs", "4", "--seed", "5",
+           str(d / "pool" / "manifest.txt"), "--mode", "same-reference", "--pairs", "8", "--seed", "5",
            "--eval-dataset", f"csv:{d / 'levels.csv'}",
-           "--vote-args", "-K 4 --max-new-tokens 8 --threads 1 --flush-every 1",
-           "--train-args", "--steps 2 --pairs-per-step 2 --samples 2 --max-new-tokens 8 --checkpoint-every 1 "
+           "--vote-args", "-K 8 --max-new-tokens 8 --threads 1 --flush-every 1",
+           "--train-args", "--steps 2 --pairs-per-step 2 --samples 4 --max-new-tokens 8 --checkpoint-every 1 "
                            "--micro-batch 2 --lr 1e-3 --beta 0.05 --device cpu --dtype fp32 --threads 1",
            "--eval-args", "--max-new-tokens 8"]
     if np_ranks > 1:
@@ -81,19 +83,19 @@ def test_one_round_outputs_and_state(setup, tmp_path):
     assert state["rounds"]["0"] == {"eval": True}
     r1 = run / "round_1"
     with h5py.File(r1 / "pairs.h5") as f:
-        assert len(f["pair_i"]) == 4 and f.attrs["mode"] == "same-reference"
+        assert len(f["pair_i"]) == 8 and f.attrs["mode"] == "same-reference"
     with h5py.File(r1 / "labels.h5") as f:
-        assert f.attrs["K"] == 4 and len(f["p_star"]) == 4
+        assert f.attrs["K"] == 8 and len(f["p_star"]) == 8
     assert os.path.islink(r1 / "model") and (r1 / "model" / "config.json").exists()
     lines = (r1 / "train" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    assert [json.loads(x)["step"] for x in lines] == [0, 1]
     for t in (0, 1):
         res = json.loads((run / f"round_{t}" / "eval.json").read_text())
-        assert res["datasets"][0]["images"] == 6
+        assert res["datasets"][0]["images"] == 9
     assert "EvoQuality rounds" in r.stdout and (run / "summary.csv").exists()
     # A rerun has nothing left to do.
     again = run_evolve(d, model, run)
-    assert again.stderr.count("done earlier") == 2 * 5  # 5 stages, logged by both ranks
+    assert again.stderr.count("done earlier") == 5  # 5 stages (logged by rank 0)
     # Other settings in the same run folder are refused.
     cmd = evolve_cmd(d, model, run, 1)
     cmd[cmd.index("--pairs") + 1] = "3"

@@ -145,14 +145,15 @@ DIGITS = [16, 17, 18, 19, 20]  # "1" .. "5" in the Qwen2 vocabulary
 JUNK = 87                      # "x"
 
 
-def build_scoring_model(seed=0):
+def build_scoring_model(seed=0, digits=DIGITS, end_bias=0.7, digit_bias=None, context_scale=1.0):
     """A tiny random model whose answers are short strings over {"1".."5", "x", <|im_end|>}, so that
     c_score rollouts are sometimes valid ("3") and often not ("33", "x3", ""): the rewards are not
     degenerate and a policy can learn. How: in the last decoder layer one value channel is a constant
     (zero weights, bias 1) that o_proj writes as +100 into residual dimension 0 at every position;
     after the final norm that dimension is a large positive constant, and lm_head's column 0 gives
     every other token a very negative logit. The remaining lm_head dimensions keep the logits
-    context-dependent (the image and the earlier tokens still matter)."""
+    context-dependent (the image and the earlier tokens still matter). With "0" (id 15) among `digits`
+    the same model also gives valid compare votes ("0" / "1") besides invalid ones."""
     model = build_model(seed=seed)
     g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
@@ -165,8 +166,9 @@ def build_scoring_model(seed=0):
             attn.o_proj.weight[0, c] = 50.0
         w = model.lm_head.weight
         w[:, 0] = -3.0
-        for t, bias in [(d, 0.5) for d in DIGITS] + [(JUNK, 0.2), (IM_END, 0.7)]:
-            w[t, 1:] = torch.randn(w.shape[1] - 1, generator=g)
+        digit_bias = digit_bias or {}
+        for t, bias in [(d, digit_bias.get(d, 0.5)) for d in digits] + [(JUNK, 0.2), (IM_END, end_bias)]:
+            w[t, 1:] = context_scale * torch.randn(w.shape[1] - 1, generator=g)
             w[t, 0] = bias
     return model
 
