@@ -1,0 +1,82 @@
+#pragma once
+// One global GRPO step of the online stage (paper Algorithm 1 lines 8-13):
+//   rollouts (K answers per image, this rank's share) -> rewards (Eq. 2-3, statistics shared across
+//   ranks) -> advantages (Eq. 4) -> global loss normaliser (all-reduced BEFORE any backward) ->
+//   reference log-probs (beta > 0) -> old log-probs (only when ppo_epochs > 1) -> for each PPO epoch:
+//   micro-batches of Eq. 5-6 backward, then one optimizer update (the caller's UpdateFn).
+//
+// With ppo_epochs == 1 the rollout policy IS the current policy, so pi_old = pi_theta.detach() and
+// the ratio is 1 by construction: no extra forward pass is made.
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <vector>
+
+#include "evoq/dist/communicator.h"
+#include "evoq/evo/grpo_loss.h"
+#include "evoq/evo/policy_logprobs.h"
+#include "evoq/evo/rollout.h"
+
+namespace evoq::evo {
+
+struct GrpoStepConfig {
+  RolloutConfig rollout;
+  GrpoLossConfig loss;
+  int micro_batch = 8;  // sequences per forward/backward
+  int ppo_epochs = 1;   // optimizer updates per rollout batch
+};
+
+// The optimizer update the step calls once per PPO epoch (on every rank, grads summed across ranks
+// inside it); it must leave the gradients zeroed or undefined.
+struct UpdateOutcome {
+  bool skipped = false;  // non-finite gradient: no update made
+  double grad_norm = 0.0;
+  double lr = 0.0;
+};
+using UpdateFn = std::function<UpdateOutcome()>;
+
+// Global (all-rank) figures of one step; to_json() is one line of metrics.jsonl.
+struct StepMetrics {
+  std::int64_t step = 0, epoch = 0, position = 0;
+  double reward_mean = 0, reward_std = 0, advantage_abs_mean = 0;
+  double invalid_rate = 0;
+  std::int64_t images = 0, sequences = 0, zero_variance_groups = 0, no_signal_images = 0, partners_skipped = 0;
+  double kl = 0, clip_fraction = 0, ratio_mean = 0, loss = 0;
+  double grad_norm = 0, lr = 0;
+  std::int64_t skipped_updates = 0;
+  double response_tokens = 0, response_length_mean = 0;
+  double rollout_seconds = 0, reference_seconds = 0, old_seconds = 0, update_seconds = 0, step_seconds = 0;
+  double rollout_tokens_per_second = 0;
+  nlohmann::json to_json() const;
+};
+
+struct StepResult {
+  std::vector<ImageRollout> rollouts;  // this rank's images
+  StepMetrics metrics;
+};
+
+// One GRPO step over the B pairs `step_pairs`. `reference` may be null when config.loss.beta == 0.
+StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, const TrainData& data,
+                     const std::vector<std::size_t>& step_pairs, std::int64_t step, const GrpoStepConfig& config,
+                     dist::Communicator& comm, const UpdateFn& update);
+
+// The backward part, shared with `evoq debug-grpo-grad`: accumulates into the model's .grad the
+// gradient of sum_micro-batches grpo_loss(...) over `sequences` (micro-batches of `micro_batch`).
+// logp_old / logp_ref hold one 1-D tensor per sequence (its response length) or are empty
+// (old = new.detach(); no reference). Returns the loss value and the sums of grpo_loss's statistics;
+// new_logp_sums (optional) receives each sequence's summed log-prob under the model.
+struct BackwardSums {
+  double loss = 0, clipped_tokens = 0, kl_sum = 0, ratio_sum = 0, tokens = 0;
+};
+BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
+                                       const std::vector<double>& advantages,
+                                       const std::vector<torch::Tensor>& logp_old,
+                                       const std::vector<torch::Tensor>& logp_ref, const GrpoLossConfig& config,
+                                       double normaliser, int micro_batch, std::vector<double>* new_logp_sums = nullptr);
+
+// Per-sequence log-prob vectors under `model` without gradients (reference / old policy), in
+// micro-batches.
+std::vector<torch::Tensor> sequence_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
+                                             int micro_batch);
+
+}  // namespace evoq::evo

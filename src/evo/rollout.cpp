@@ -1,0 +1,107 @@
+#include "evoq/evo/rollout.h"
+
+#include <cstring>
+#include <map>
+
+#include "evoq/core/error.h"
+#include "evoq/evo/pairs.h"
+#include "evoq/gen/answer_parser.h"
+#include "evoq/gen/model_decoder.h"
+
+namespace evoq::evo {
+
+std::uint64_t rollout_seed(std::uint64_t seed, std::int64_t step) {
+  return counter_hash(seed, 0x726f6c6c6f7574ULL, std::uint64_t(step));
+}
+
+std::vector<ImageRollout> generate_rollouts(const gen::VlmSession& session, const TrainData& data,
+                                            const std::vector<std::int64_t>& images, std::int64_t step,
+                                            const RolloutConfig& config) {
+  std::vector<ImageRollout> rollouts(images.size());
+  std::vector<gen::GenerationRequest> requests;
+  for (std::size_t n = 0; n < images.size(); ++n) {
+    rollouts[n].image = images[n];
+    rollouts[n].prompt = session.build_prompt({data.image_paths.at(std::size_t(images[n]))}, config.prompt);
+    gen::GenerationRequest r;
+    r.request_id = std::uint64_t(images[n]);
+    r.prompt = rollouts[n].prompt;
+    r.samples = config.samples;
+    requests.push_back(std::move(r));
+  }
+  if (requests.empty()) return rollouts;
+  auto options = config.engine;
+  options.seed = rollout_seed(config.engine.seed, step);
+  torch::NoGradGuard no_grad;
+  gen::ModelDecoder decoder(session.model, options.sampling.max_new_tokens);
+  auto out = gen::Engine(decoder, options).generate(requests);
+  for (std::size_t n = 0; n < images.size(); ++n) {
+    auto& r = rollouts[n];
+    for (auto& g : out[n]) {
+      auto text = session.decode_text(g.tokens);
+      auto a = gen::parse_score(text);
+      r.scores.push_back(a.valid() ? a.score : 0.0);
+      r.valid.push_back(a.valid() ? 1 : 0);
+      r.texts.push_back(std::move(text));
+      r.responses.push_back(std::move(g.tokens));
+    }
+    r.stats = score_stats(r.scores, r.valid);
+  }
+  return rollouts;
+}
+
+namespace {
+
+// Wire format of the shared statistics: per image {int64 id, int64 valid, double mean, double var}.
+struct WireStats {
+  std::int64_t image, valid;
+  double mean, var;
+};
+
+}  // namespace
+
+RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainData& data,
+                             const std::vector<std::size_t>& step_pairs, const RolloutConfig& config,
+                             dist::Communicator& comm) {
+  std::vector<std::uint8_t> mine(rollouts.size() * sizeof(WireStats));
+  for (std::size_t n = 0; n < rollouts.size(); ++n) {
+    const WireStats w{rollouts[n].image, rollouts[n].stats.valid, rollouts[n].stats.mean, rollouts[n].stats.var};
+    std::memcpy(mine.data() + n * sizeof(WireStats), &w, sizeof(WireStats));
+  }
+  std::map<std::int64_t, ScoreStats> stats;
+  for (const auto& blob : comm.all_gather_bytes(mine)) {
+    EVOQ_CHECK(blob.size() % sizeof(WireStats) == 0, "rollout statistics: malformed message");
+    for (std::size_t off = 0; off < blob.size(); off += sizeof(WireStats)) {
+      WireStats w;
+      std::memcpy(&w, blob.data() + off, sizeof(WireStats));
+      stats[w.image] = ScoreStats{int(w.valid), w.mean, w.var};
+    }
+  }
+
+  RewardSummary summary;
+  for (auto& r : rollouts) {
+    // P_i: every partner of x_i among the step's pairs, with p*(x_i, x_j) (1 - p* when x_i is second).
+    std::vector<Partner> partners;
+    for (auto p : step_pairs) {
+      const auto& pair = data.pairs.at(p);
+      if (pair.i == r.image) partners.push_back({stats.at(pair.j), pair.p_star});
+      else if (pair.j == r.image) partners.push_back({stats.at(pair.i), 1.0 - pair.p_star});
+    }
+    const auto fr = fidelity_rewards(r.scores, r.valid, partners, config.reward);
+    r.rewards = fr.rewards;
+    r.has_signal = fr.has_signal;
+    r.partners_used = fr.partners_used;
+    r.partners_skipped = fr.partners_skipped;
+    const auto ga = group_advantages(r.rewards, config.advantage);
+    r.advantages = ga.advantages;
+    r.zero_variance = ga.zero_variance;
+    if (!r.has_signal) std::fill(r.advantages.begin(), r.advantages.end(), 0.0);
+    ++summary.groups;
+    summary.zero_variance += r.zero_variance ? 1 : 0;
+    summary.no_signal += r.has_signal ? 0 : 1;
+    summary.invalid += fr.invalid;
+    summary.partners_skipped += fr.partners_skipped;
+  }
+  return summary;
+}
+
+}  // namespace evoq::evo

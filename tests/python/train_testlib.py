@@ -1,0 +1,200 @@
+"""Shared pieces of the GRPO training tests: tiny random Qwen2.5-VL checkpoints built by transformers
+(real Qwen2-VL tokenizer, fixed seeds, nothing downloaded), small images, hand-made labels.h5 files
+(docs/FORMATS.md "labels.h5") and helpers to run `evoq train`."""
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import torch
+from PIL import Image
+
+EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
+QWEN = os.path.join(DATA, "qwen2-vl-2b")
+VOCAB = 151936
+IM_END, ENDOFTEXT = 151645, 151643
+TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, vocab_size=VOCAB, rms_norm_eps=1e-6, max_position_embeddings=4096,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+SPECIAL = dict(image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653,
+               video_token_id=151656)
+INSTRUCT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_model(seed=0, std=0.1):
+    import transformers as tf
+    torch.manual_seed(seed)
+    cfg = tf.Qwen2_5_VLConfig(text_config=dict(TEXT), tie_word_embeddings=False, **SPECIAL,
+                              vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48,
+                                                 out_hidden_size=64, fullatt_block_indexes=[1]))
+    model = tf.Qwen2_5_VLForConditionalGeneration(cfg)
+    with torch.no_grad():  # widen the tiny init so images and text both move the logits
+        for name, p in model.named_parameters():
+            p.normal_(0.0, std)
+            if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
+                p.add_(1.0)
+    return model.eval()
+
+
+def save_checkpoint(model, d, generation=None):
+    os.makedirs(d, exist_ok=True)
+    model.save_pretrained(d)
+    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json"):
+        shutil.copy(os.path.join(QWEN, f), d)
+    prep = json.load(open(os.path.join(QWEN, "preprocessor_config.json")))
+    prep.update(min_pixels=56 * 56, max_pixels=112 * 112)
+    json.dump(prep, open(os.path.join(d, "preprocessor_config.json"), "w"))
+    gen = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": [IM_END, ENDOFTEXT]}
+    gen.update(generation or {})
+    json.dump(gen, open(os.path.join(d, "generation_config.json"), "w"))
+    return d
+
+
+def make_images(d, n, seed=3, sizes=((56, 56), (56, 84), (84, 56))):
+    """n random images whose sides are multiples of 28 inside the pixel budget (no resize)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        p = os.path.join(d, f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def write_labels(path, image_paths, pairs, p_star, failed=None, root=""):
+    """labels.h5 as docs/FORMATS.md describes it (only what the trainer reads plus the required counts)."""
+    import h5py
+    n = len(pairs)
+    failed = failed or [0] * n
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = np.int64(1)
+        f.attrs["format"] = "evoq-labels"
+        f.attrs["root"] = root
+        f.attrs["num_pairs"] = np.int64(n)
+        str_t = h5py.string_dtype("utf-8")
+        f.create_dataset("image_path", data=np.array(image_paths, dtype=object), dtype=str_t)
+        f.create_dataset("pair_index", data=np.arange(n, dtype=np.int64))
+        f.create_dataset("pair_i", data=np.array([a for a, _ in pairs], dtype=np.int64))
+        f.create_dataset("pair_j", data=np.array([b for _, b in pairs], dtype=np.int64))
+        f.create_dataset("path_i", data=np.array([image_paths[a] for a, _ in pairs], dtype=object), dtype=str_t)
+        f.create_dataset("path_j", data=np.array([image_paths[b] for _, b in pairs], dtype=object), dtype=str_t)
+        ps = np.array(p_star, dtype=np.float64)
+        f.create_dataset("votes_i", data=np.where(ps > 0.5, 3, np.where(ps < 0.5, 1, 2)).astype(np.int32))
+        f.create_dataset("votes_j", data=np.where(ps < 0.5, 3, np.where(ps > 0.5, 1, 2)).astype(np.int32))
+        f.create_dataset("invalid", data=np.zeros(n, np.int32))
+        f.create_dataset("samples_used", data=np.full(n, 4, np.int32))
+        f.create_dataset("p_star", data=ps)
+        f.create_dataset("labelled", data=(~np.isnan(ps)).astype(np.uint8))
+        f.create_dataset("failed", data=np.array(failed, dtype=np.uint8))
+        f.create_dataset("fail_reason", data=np.array(["" for _ in range(n)], dtype=object), dtype=str_t)
+        # 4 samples per pair: 3 votes for the winner, 1 for the other (a tie: 2 and 2)
+        answers = []
+        for v in ps:
+            answers += [0, 0, 0, 1] if v > 0.5 else [1, 1, 1, 0] if v < 0.5 else [0, 0, 1, 1]
+        f.create_dataset("sample_offset", data=np.arange(0, 4 * n + 1, 4, dtype=np.int64))
+        f.create_dataset("sample_answer", data=np.array(answers, np.int8))
+        f.create_dataset("sample_swapped", data=np.zeros(4 * n, np.uint8))
+
+
+def hf_prompt(d, image, prompt):
+    """input_ids, pixel_values, image_grid_thw of the chat prompt with one image, built by transformers."""
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = AutoTokenizer.from_pretrained(d)
+    proc = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    content = [{"type": "image"}, {"type": "text", "text": prompt}]
+    text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True,
+                                   chat_template=INSTRUCT_CHAT_TEMPLATE)
+    out = proc(images=[Image.open(image).convert("RGB")], return_tensors="pt")
+    pix, grid = out["pixel_values"], out["image_grid_thw"]
+    before, after = text.split("<|image_pad|>")
+    text = before + "<|image_pad|>" * int(grid[0].prod() // 4) + after
+    return tok(text, return_tensors="pt")["input_ids"][0], pix, grid
+
+
+def response_logprobs(model, prompt_ids, pix, grid, response):
+    """log pi(response token t | prompt, earlier tokens) by one full forward of transformers (with grad)."""
+    seq = torch.cat([prompt_ids, torch.tensor(response, dtype=torch.long)]).unsqueeze(0)
+    logits = model(input_ids=seq, attention_mask=torch.ones_like(seq), pixel_values=pix, image_grid_thw=grid,
+                   mm_token_type_ids=(seq == SPECIAL["image_token_id"]).int()).logits[0].float()
+    P = prompt_ids.shape[0]
+    lp = torch.log_softmax(logits[P - 1:P - 1 + len(response)], -1)
+    return lp.gather(1, torch.tensor(response).unsqueeze(1)).squeeze(1)
+
+
+def run(args, check=True, **kw):
+    res = subprocess.run(args, capture_output=True, text=True, **kw)
+    if check:
+        assert res.returncode == 0, f"{args}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    return res
+
+
+DIGITS = [16, 17, 18, 19, 20]  # "1" .. "5" in the Qwen2 vocabulary
+JUNK = 87                      # "x"
+
+
+def build_scoring_model(seed=0):
+    """A tiny random model whose answers are short strings over {"1".."5", "x", <|im_end|>}, so that
+    c_score rollouts are sometimes valid ("3") and often not ("33", "x3", ""): the rewards are not
+    degenerate and a policy can learn. How: in the last decoder layer one value channel is a constant
+    (zero weights, bias 1) that o_proj writes as +100 into residual dimension 0 at every position;
+    after the final norm that dimension is a large positive constant, and lm_head's column 0 gives
+    every other token a very negative logit. The remaining lm_head dimensions keep the logits
+    context-dependent (the image and the earlier tokens still matter)."""
+    model = build_model(seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        attn = model.model.language_model.layers[-1].self_attn
+        attn.v_proj.weight[0].zero_()
+        attn.v_proj.bias[0] = 1.0
+        head_dim = attn.head_dim
+        for c in (0, head_dim):  # query heads 0 and 1 read kv head 0
+            attn.o_proj.weight[:, c] = 0.0
+            attn.o_proj.weight[0, c] = 50.0
+        w = model.lm_head.weight
+        w[:, 0] = -3.0
+        for t, bias in [(d, 0.5) for d in DIGITS] + [(JUNK, 0.2), (IM_END, 0.7)]:
+            w[t, 1:] = torch.randn(w.shape[1] - 1, generator=g)
+            w[t, 0] = bias
+    return model
+
+
+def brightness_images(d, n, seed=3):
+    """n noisy images of increasing mean brightness (image k is better than image j < k), sides
+    multiples of 28 inside the test pixel budget."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        base = 40 + 180 * i / max(1, n - 1)
+        a = np.clip(base + rng.normal(0, 30, (56, 56, 3)), 0, 255).astype(np.uint8)
+        p = os.path.join(d, f"img{i}.png")
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    return paths
+
+
+def consistent_pairs(n, count, seed=0):
+    """`count` distinct pairs of n images with p* = 1 when the first is brighter (higher index)."""
+    rng = np.random.default_rng(seed)
+    all_pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    pick = rng.permutation(len(all_pairs))[:count]
+    pairs, p_star = [], []
+    for k in pick:
+        a, b = all_pairs[k]
+        if rng.random() < 0.5:
+            a, b = b, a
+        pairs.append((int(a), int(b)))
+        p_star.append(1.0 if a > b else 0.0)
+    return pairs, p_star
