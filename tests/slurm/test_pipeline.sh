@@ -110,13 +110,10 @@ assert os.path.realpath(os.path.join(r, "model")) == os.path.realpath(os.path.jo
 assert latest.endswith("4"), latest
 metrics = [json.loads(l) for l in open(os.path.join(r, "train", "metrics.jsonl"))]
 assert [m["step"] for m in metrics] == [0, 1, 2, 3], [m.get("step") for m in metrics]
-from safetensors.torch import load_file
 m = tf.Qwen2_5_VLForConditionalGeneration.from_pretrained(os.path.join(r, "model"))  # loads in transformers
-assert m.config.model_type == "qwen2_5_vl"
-trained = load_file(os.path.join(r, "model", "model.safetensors"))
-base = load_file(os.path.join(r, "..", "..", "in", "model", "model.safetensors"))
-assert trained.keys() == base.keys()
-changed = sum(not torch.equal(trained[k], base[k]) for k in base)
+base = tf.Qwen2_5_VLForConditionalGeneration.from_pretrained(os.path.join(r, "..", "..", "in", "model"))
+# (compared through transformers: evoq writes the classic tensor names, transformers 5 its own)
+changed = sum(not torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
 assert changed > 0, "training changed no tensor"
 res = json.load(open(os.path.join(r, "eval", "results.json")))
 assert res["datasets"][0]["images"] == 6, res["datasets"]
