@@ -40,6 +40,7 @@ nlohmann::json StepMetrics::to_json() const {
           {"clip_fraction", clip_fraction},
           {"ratio_mean", ratio_mean},
           {"loss", loss},
+          {"entropy", entropy},
           {"grad_norm", grad_norm},
           {"lr", lr},
           {"skipped_updates", skipped_updates},
@@ -49,6 +50,7 @@ nlohmann::json StepMetrics::to_json() const {
           {"reference_seconds", reference_seconds},
           {"old_seconds", old_seconds},
           {"update_seconds", update_seconds},
+          {"optimizer_seconds", optimizer_seconds},
           {"step_seconds", step_seconds},
           {"rollout_tokens_per_second", rollout_tokens_per_second}};
 }
@@ -103,6 +105,7 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
     sums.kl_sum += out.kl_sum;
     sums.ratio_sum += out.ratio_sum;
     sums.tokens += out.tokens;
+    sums.entropy_sum += (lp.entropy * lp.mask).sum().item<double>();
     if (new_logp_sums) {
       auto per_seq = (lp.logp.detach() * lp.mask).sum(-1).to(torch::kFloat64).cpu();
       for (std::size_t s = b; s < e; ++s) (*new_logp_sums)[s] = per_seq[std::int64_t(s - b)].item<double>();
@@ -173,12 +176,15 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
     // Ranks without sequences still join the gradient reduction: give every trainable tensor a grad.
     for (auto& p : model.parameters())
       if (p.requires_grad() && !p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    const auto t_opt = Clock::now();
     const auto outcome = update();
+    m.optimizer_seconds += seconds_since(t_opt);
     sums_all.loss += sums.loss;
     sums_all.clipped_tokens += sums.clipped_tokens;
     sums_all.kl_sum += sums.kl_sum;
     sums_all.ratio_sum += sums.ratio_sum;
     sums_all.tokens += sums.tokens;
+    sums_all.entropy_sum += sums.entropy_sum;
     m.skipped_updates += outcome.skipped ? 1 : 0;
     grad_norm_sum += outcome.grad_norm;
     m.lr = outcome.lr;
@@ -201,7 +207,7 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
   auto sums_t = torch::tensor({r_sum, r_sq, a_abs, double(seqs.size()), double(summary.invalid), double(summary.groups),
                                double(summary.zero_variance), double(summary.no_signal),
                                double(summary.partners_skipped), sums_all.clipped_tokens, sums_all.kl_sum,
-                               sums_all.ratio_sum, sums_all.tokens, sums_all.loss, gen_tokens},
+                               sums_all.ratio_sum, sums_all.tokens, sums_all.loss, gen_tokens, sums_all.entropy_sum},
                               torch::kFloat64);
   comm.all_reduce(sums_t, dist::ReduceOp::sum);
   auto v = [&](int i) { return sums_t[i].item<double>(); };
@@ -220,17 +226,20 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
   m.kl = v(10) / tok;
   m.ratio_mean = v(11) / tok;
   m.loss = v(13) / config.ppo_epochs;
+  m.entropy = v(15) / tok;
   m.response_tokens = v(14);
   m.response_length_mean = v(14) / n;
   m.step_seconds = seconds_since(t_step);
-  auto times = torch::tensor({m.rollout_seconds, m.reference_seconds, m.old_seconds, m.update_seconds, m.step_seconds},
-                             torch::kFloat64);
+  auto times = torch::tensor(
+      {m.rollout_seconds, m.reference_seconds, m.old_seconds, m.update_seconds, m.step_seconds, m.optimizer_seconds},
+      torch::kFloat64);
   comm.all_reduce(times, dist::ReduceOp::max);
   m.rollout_seconds = times[0].item<double>();
   m.reference_seconds = times[1].item<double>();
   m.old_seconds = times[2].item<double>();
   m.update_seconds = times[3].item<double>();
   m.step_seconds = times[4].item<double>();
+  m.optimizer_seconds = times[5].item<double>();
   m.rollout_tokens_per_second = m.rollout_seconds > 0 ? m.response_tokens / m.rollout_seconds : 0.0;
   return result;
 }

@@ -233,20 +233,15 @@ StepReport DistributedAdamW::step() {
     }
   }
 
-  // 2. Global L2 norm (per-bucket fp32 norms accumulated in double; sharded: all-reduced).
-  double sumsq = 0.0;
+  // 2. Global L2 norm: per-bucket fp32 norms, squared and summed in fp64 on the device (one host
+  // sync per step); sharded: all-reduced over the owners.
+  auto sumsq = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(m.device));
   for (const auto& b : m.buckets) {
     const int64_t own = b.own_hi - b.own_lo;
-    if (own == 0) continue;
-    const double n = grads.narrow(0, b.owned_off, own).norm().item<double>();
-    sumsq += n * n;
+    if (own > 0) sumsq.add_(grads.narrow(0, b.owned_off, own).norm().to(torch::kFloat64).square());
   }
-  if (sharded) {
-    auto t = torch::tensor({sumsq}, torch::TensorOptions().dtype(torch::kFloat64)).to(m.device);
-    m.comm->all_reduce(t, dist::ReduceOp::sum);
-    sumsq = t.cpu().item<double>();
-  }
-  report.grad_norm = std::sqrt(sumsq);
+  if (sharded) m.comm->all_reduce(sumsq, dist::ReduceOp::sum);
+  report.grad_norm = std::sqrt(sumsq.cpu().item<double>());
   if (!std::isfinite(report.grad_norm)) {  // NaN/Inf anywhere: identical on every rank after the sum
     report.nonfinite = true;
     ++m.steps;

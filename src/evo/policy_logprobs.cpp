@@ -32,6 +32,7 @@ TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySe
   out.mask = response_mask(sequences).to(device);
   if (S == 0 || T == 0) {
     out.logp = torch::zeros({S, T}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    out.entropy = out.logp.clone();
     return out;
   }
 
@@ -101,9 +102,16 @@ TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySe
   auto h = hidden.index({rows, cols});  // [N, H]
   auto logits = model.logits(h).to(torch::kFloat32);
   auto tgt = i64(target, {std::int64_t(target.size()), 1});
-  auto lp = torch::log_softmax(logits, -1).gather(1, tgt).squeeze(1);  // [N]
+  auto all = torch::log_softmax(logits, -1);
+  auto lp = all.gather(1, tgt).squeeze(1);  // [N]
   auto logp = torch::zeros({S, T}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  out.logp = logp.index_put({i64(out_s, {std::int64_t(out_s.size())}), i64(out_t, {std::int64_t(out_t.size())})}, lp);
+  const auto si = i64(out_s, {std::int64_t(out_s.size())}), ti = i64(out_t, {std::int64_t(out_t.size())});
+  out.logp = logp.index_put({si, ti}, lp);
+  {
+    torch::NoGradGuard no_grad;  // a metric only
+    auto a = all.detach();
+    out.entropy = torch::zeros_like(logp).index_put({si, ti}, -(a.exp() * a).sum(-1));
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "evoq/evo/stop_signal.h"
 
 #include <csignal>
+#include <cstdint>
 
 #include "evoq/dist/communicator.h"
 
@@ -30,12 +31,11 @@ void clear_stop_request() { g_stop.store(0, std::memory_order_relaxed); }
 
 bool stop_requested_anywhere(dist::Communicator& comm) {
   if (comm.size() == 1) return stop_requested();
-  // Collectives need the backend's device: CPU for MPI, the rank's GPU for NCCL.
-  auto options = torch::TensorOptions().dtype(torch::kInt32);
-  if (comm.backend() == "nccl") options = options.device(torch::Device(torch::kCUDA, comm.local_rank()));
-  auto flag = torch::full({1}, stop_requested() ? 1 : 0, options);
-  comm.all_reduce(flag, dist::ReduceOp::max);
-  return flag.cpu().item<int>() != 0;
+  // Host bytes (over MPI for either backend): no device tensor, no GPU synchronisation.
+  const auto all = comm.all_gather_bytes({std::uint8_t(stop_requested() ? 1 : 0)});
+  for (const auto& flag : all)
+    if (!flag.empty() && flag[0] != 0) return true;
+  return false;
 }
 
 }  // namespace evoq::evo

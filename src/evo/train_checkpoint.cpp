@@ -34,7 +34,9 @@ const char* const kModelSideFiles[] = {
 std::string optimizer_file(int rank) { return "optimizer-r" + std::to_string(rank) + ".h5"; }
 
 // Runs fn on this rank (or only on root), then makes every rank agree: if any rank failed, all throw
-// (the failing rank with its own message), so no rank is left waiting in a later collective.
+// (naming the failing rank and its message), so no rank is left waiting in a later collective. The
+// agreement travels as host bytes (over MPI even for NCCL, which has no waiting-time limit there: rank 0
+// may spend minutes writing a large model while the others wait).
 template <typename Fn>
 void collective_phase(dist::Communicator& comm, bool root_only, const std::string& what, Fn&& fn) {
   std::string error;
@@ -43,13 +45,14 @@ void collective_phase(dist::Communicator& comm, bool root_only, const std::strin
       fn();
     } catch (const std::exception& e) {
       error = e.what();
+      if (error.empty()) error = "unknown error";
     }
   }
-  auto failed = torch::full({1}, error.empty() ? 0 : 1, torch::TensorOptions().dtype(torch::kInt32));
-  if (comm.backend() == "nccl") failed = failed.to(torch::Device(torch::kCUDA, comm.local_rank()));
-  if (comm.size() > 1) comm.all_reduce(failed, dist::ReduceOp::max);
+  const auto all = comm.size() > 1 ? comm.all_gather_bytes(dist::to_bytes(error))
+                                   : std::vector<std::vector<std::uint8_t>>{dist::to_bytes(error)};
   if (!error.empty()) fail(what, ": ", error);
-  if (failed.cpu().item<int>() != 0) fail(what, ": failed on another rank");
+  for (std::size_t r = 0; r < all.size(); ++r)
+    if (!all[r].empty()) fail(what, ": failed on rank ", r, ": ", dist::to_string(all[r]));
 }
 
 // step-<8 digits> -> step, or -1.
@@ -182,27 +185,30 @@ TrainProgress load_checkpoint(const std::string& checkpoint_dir, model::QwenVL& 
   const fs::path dir(checkpoint_dir);
   const std::string state_path = (dir / kTrainerStateFile).string();
   TrainProgress p;
-  {
-    auto f = h5::open_read(state_path);
-    try {
-      EVOQ_CHECK(h5::has_attr(f, "format") && h5::get_attr_string(f, "format") == kTrainerFormat, state_path,
-                 ": not an evoq trainer state file");
-      const int64_t world = h5::get_attr_int(f, "world_size");
-      EVOQ_CHECK(world == comm.size(), state_path, ": written by ", world, " ranks, this run has ", comm.size(),
-                 " (resume with the same rank count)");
-      p.step = h5::get_attr_int(f, "step");
-      p.epoch = h5::get_attr_int(f, "epoch");
-      p.position = h5::get_attr_int(f, "position");
-      p.seed = h5::get_attr_u64(f, "seed");
-      p.extra = nlohmann::json::parse(h5::get_attr_string(f, "extra"));
-    } catch (const H5::Exception& e) {
-      fail(state_path, ": cannot read trainer state (", e.getDetailMsg(), ")");
-    } catch (const nlohmann::json::exception& e) {
-      fail(state_path, ": bad 'extra' JSON (", e.what(), ")");
+  // Every rank loads; a failure on any rank (e.g. its optimizer file is missing) stops all of them.
+  collective_phase(comm, false, "resume from " + checkpoint_dir, [&] {
+    {
+      auto f = h5::open_read(state_path);
+      try {
+        EVOQ_CHECK(h5::has_attr(f, "format") && h5::get_attr_string(f, "format") == kTrainerFormat, state_path,
+                   ": not an evoq trainer state file");
+        const int64_t world = h5::get_attr_int(f, "world_size");
+        EVOQ_CHECK(world == comm.size(), state_path, ": written by ", world, " ranks, this run has ", comm.size(),
+                   " (resume with the same rank count)");
+        p.step = h5::get_attr_int(f, "step");
+        p.epoch = h5::get_attr_int(f, "epoch");
+        p.position = h5::get_attr_int(f, "position");
+        p.seed = h5::get_attr_u64(f, "seed");
+        p.extra = nlohmann::json::parse(h5::get_attr_string(f, "extra"));
+      } catch (const H5::Exception& e) {
+        fail(state_path, ": cannot read trainer state (", e.getDetailMsg(), ")");
+      } catch (const nlohmann::json::exception& e) {
+        fail(state_path, ": bad 'extra' JSON (", e.what(), ")");
+      }
     }
-  }
-  model::load_weights(model, io::Checkpoint::open((dir / "model").string()));
-  opt.load_state((dir / optimizer_file(comm.rank())).string());
+    model::load_weights(model, io::Checkpoint::open((dir / "model").string()));
+    opt.load_state((dir / optimizer_file(comm.rank())).string());
+  });
   return p;
 }
 

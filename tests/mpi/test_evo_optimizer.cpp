@@ -300,6 +300,36 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
     if (comm->is_root()) fs::remove_all(fs::path(run_dir) / "checkpoints");
     comm->barrier();
   }
+  // A failure on rank 0 (checkpoints/ is a file) makes every rank throw instead of hanging.
+  auto m = tiny_model(1);
+  evo::DistributedAdamW opt(evo::trainable_parameters(*m, "lm"), config(true), comm);
+  const auto bad_run = fs::path(run_dir) / "bad";
+  if (comm->is_root()) {
+    fs::create_directories(bad_run);
+    std::ofstream(bad_run / "checkpoints") << "not a folder";
+  }
+  comm->barrier();
+  try {
+    evo::save_checkpoint(bad_run.string(), *m, "", opt, evo::TrainProgress{}, *comm);
+    ADD_FAILURE() << "save_checkpoint must fail on every rank";
+  } catch (const evoq::Error& e) {
+    if (comm->rank() == 1) EXPECT_NE(std::string(e.what()).find("failed on rank 0"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(evo::latest_checkpoint(bad_run.string()).has_value());
+  // A checkpoint missing rank 1's optimizer state: every rank refuses to resume.
+  const auto half_run = fs::path(run_dir) / "half";
+  evo::save_checkpoint(half_run.string(), *m, "", opt, evo::TrainProgress{}, *comm);
+  const auto half = evo::latest_checkpoint(half_run.string());
+  ASSERT_TRUE(half.has_value());
+  comm->barrier();
+  if (comm->is_root()) fs::remove(fs::path(*half) / "optimizer-r1.h5");
+  comm->barrier();
+  try {
+    evo::load_checkpoint(*half, *m, opt, *comm);
+    ADD_FAILURE() << "load_checkpoint must fail on every rank";
+  } catch (const evoq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("optimizer-r1.h5"), std::string::npos) << e.what();
+  }
   comm->barrier();
   if (comm->is_root()) fs::remove_all(run_dir);
 }

@@ -92,7 +92,7 @@ def test_outputs_and_reward_oracle(setup, tmp_path):
     assert [m["step"] for m in lines] == [0, 1, 2]
     for m in lines:
         for key in ("reward_mean", "reward_std", "kl", "clip_fraction", "grad_norm", "lr", "invalid_rate",
-                    "zero_variance_groups", "rollout_seconds", "reference_seconds", "update_seconds",
+                    "zero_variance_groups", "rollout_seconds", "reference_seconds", "update_seconds", "entropy", "optimizer_seconds",
                     "rollout_tokens_per_second"):
             assert key in m and math.isfinite(m[key]), key
         assert m["sequences"] == 8 * m["images"]

@@ -41,11 +41,12 @@ struct StepMetrics {
   double reward_mean = 0, reward_std = 0, advantage_abs_mean = 0;
   double invalid_rate = 0;
   std::int64_t images = 0, sequences = 0, zero_variance_groups = 0, no_signal_images = 0, partners_skipped = 0;
-  double kl = 0, clip_fraction = 0, ratio_mean = 0, loss = 0;
+  double kl = 0, clip_fraction = 0, ratio_mean = 0, loss = 0, entropy = 0;
   double grad_norm = 0, lr = 0;
   std::int64_t skipped_updates = 0;
   double response_tokens = 0, response_length_mean = 0;
-  double rollout_seconds = 0, reference_seconds = 0, old_seconds = 0, update_seconds = 0, step_seconds = 0;
+  double rollout_seconds = 0, reference_seconds = 0, old_seconds = 0, update_seconds = 0, optimizer_seconds = 0,
+         step_seconds = 0;
   double rollout_tokens_per_second = 0;
   nlohmann::json to_json() const;
 };
@@ -66,7 +67,7 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
 // (old = new.detach(); no reference). Returns the loss value and the sums of grpo_loss's statistics;
 // new_logp_sums (optional) receives each sequence's summed log-prob under the model.
 struct BackwardSums {
-  double loss = 0, clipped_tokens = 0, kl_sum = 0, ratio_sum = 0, tokens = 0;
+  double loss = 0, clipped_tokens = 0, kl_sum = 0, ratio_sum = 0, tokens = 0, entropy_sum = 0;
 };
 BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
                                        const std::vector<double>& advantages,

@@ -27,7 +27,7 @@ bool stop_requested();
 void request_stop();
 void clear_stop_request();
 
-// Collective: true on every rank when any rank has received a stop signal (all-reduce max).
+// Collective: true on every rank when any rank has received a stop signal (an all-gather of the flags).
 bool stop_requested_anywhere(dist::Communicator& comm);
 
 }  // namespace evoq::evo
