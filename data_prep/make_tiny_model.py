@@ -23,7 +23,8 @@ TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_
             rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
 
 
-def build(out_dir, arch, seed, max_pixels):
+def make_model(arch="qwen2_5_vl", seed=0):
+    """The tiny random model in memory (eval mode): fixed seed, real special token ids."""
     torch.manual_seed(seed)
     if arch == "qwen2_vl":
         config = tf.Qwen2VLConfig(text_config=dict(TEXT), tie_word_embeddings=True, **SPECIAL,
@@ -35,16 +36,35 @@ def build(out_dir, arch, seed, max_pixels):
                                                         out_hidden_size=64, fullatt_block_indexes=[1, 3]))
         model = tf.Qwen2_5_VLForConditionalGeneration(config)
     model.eval()
+    return model
+
+
+def write_support_files(out_dir, max_pixels):
+    """Tokenizer, image processor (with `max_pixels`) and sampling defaults next to the weights."""
     os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copy(os.path.join(TOKENIZER_DIR, name), os.path.join(out_dir, name))
-    pre = json.load(open(os.path.join(TOKENIZER_DIR, "preprocessor_config.json")))
+    with open(os.path.join(TOKENIZER_DIR, "preprocessor_config.json")) as f:
+        pre = json.load(f)
     pre["max_pixels"] = max_pixels
-    json.dump(pre, open(os.path.join(out_dir, "preprocessor_config.json"), "w"), indent=2)
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
     gen = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643],
            "repetition_penalty": 1.0, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
-    json.dump(gen, open(os.path.join(out_dir, "generation_config.json"), "w"), indent=2)
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+        json.dump(gen, f, indent=2)
+
+
+def save(model, out_dir, max_pixels):
+    """Writes `model` as a checkpoint directory that transformers and evoq load."""
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    write_support_files(out_dir, max_pixels)
+
+
+def build(out_dir, arch, seed, max_pixels):
+    model = make_model(arch, seed)
+    save(model, out_dir, max_pixels)
     n = sum(p.numel() for p in model.parameters())
     print(f"{out_dir}: {arch}, {n / 1e6:.2f} M parameters, seed {seed}")
 
