@@ -286,7 +286,7 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("invalid-rate", po::value<double>()->default_value(0.1), "vote-fake: fraction of invalid answers")
       ("no-early-stop", "vote-fake: draw all K samples")
       ("flush-every", po::value<int>()->default_value(4), "vote-fake: flush the shard every N pairs")
-      ("samples-per-call", po::value<int>()->default_value(1), "vote-fake: samples per vote call")
+      ("samples-per-call", po::value<int>()->default_value(1), "vote-fake: samples per vote call (0 = adaptive waves)")
       ("split", po::value<std::string>()->default_value("block"), "vote-fake: block | strided")
       ("sleep-ms", po::value<int>()->default_value(0), "vote-fake: sleep per sample (crash tests)")
       ("fail-images", po::value<std::string>()->default_value(""), "vote-fake: image indices that fail to load")

@@ -13,6 +13,7 @@
 #include "evoq/evo/label_store.h"
 #include "evoq/evo/model_voter.h"
 #include "evoq/evo/pairs.h"
+#include "evoq/evo/stop_signal.h"
 #include "evoq/evo/vote_loop.h"
 #include "evoq/gen/prompts.h"
 #include "evoq/io/atomic_file.h"
@@ -102,6 +103,7 @@ int run(const po::variables_map& vm) {
   info.keep_responses = config.keep_responses;
 
   if (!merge_only) {
+    evo::install_stop_handlers();
     evo::LabelStore store(shard_dir, comm->rank(), info);
     evo::ModelVoter voter(*session, prompt, engine);
     evo::BatchVoteFn vote = [&voter](const std::vector<evo::PairWave>& waves) { return voter(waves); };
@@ -122,9 +124,16 @@ int run(const po::variables_map& vm) {
                     {"skipped", stats.skipped},  {"done", stats.done},
                     {"failed", stats.failed},    {"samples", stats.samples},
                     {"samples_saved", stats.samples_saved}, {"invalid", stats.invalid},
-                    {"seconds", stats.seconds},  {"prefill_seconds", voter.prefill_seconds()},
+                    {"seconds", stats.seconds},  {"stopped", stats.stopped},
+                    {"prefill_seconds", voter.prefill_seconds()},
                     {"decode_seconds", voter.decode_seconds()}};
     const auto all = comm->all_gather_bytes(dist::to_bytes(mine.dump()));
+    bool stopped = false;
+    for (const auto& b : all) stopped = stopped || json::parse(dist::to_string(b)).value("stopped", false);
+    if (stopped) {
+      log::info("vote: stopped on a signal; finished pairs are in ", shard_dir, " — rerun the same command to continue");
+      return evo::kExitStoppedBySignal;
+    }
     if (comm->is_root()) {
       json ranks = json::array();
       std::size_t done = 0, samples = 0, saved = 0, invalid = 0;
@@ -190,6 +199,7 @@ EVOQ_COMMAND("vote", "offline stage: K sampled c_compare votes per pair -> pseud
              add_options, run,
              "mpirun -np R evoq vote --model DIR --pairs pairs.h5 --out labels.h5 [--samples 32] [--seed S]\n"
              "  Sampling defaults for voting: temperature 1, top_p 1, top_k 50, no repetition penalty (not the model's\n"
-             "  generation_config). Exit status 3: finished, but some pairs failed (reasons in labels.h5 and the log).");
+             "  generation_config). Exit status 3: finished, but some pairs failed (reasons in labels.h5 and the log).\n"
+             "  SIGUSR1/SIGTERM: every rank flushes its finished pairs and exits with status 75; rerun to continue.");
 
 }  // namespace

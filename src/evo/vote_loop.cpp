@@ -7,6 +7,7 @@
 
 #include "evoq/core/error.h"
 #include "evoq/evo/majority_vote.h"
+#include "evoq/evo/stop_signal.h"
 #include "evoq/gen/compare_order.h"
 
 namespace evoq::evo {
@@ -223,6 +224,10 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn
     if (seconds_since(last_progress) >= config.progress_every_seconds) {
       report();
       last_progress = clock::now();
+    }
+    if (stop_requested()) {
+      stats.stopped = true;
+      break;
     }
   }
   store.flush();

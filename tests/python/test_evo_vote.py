@@ -192,3 +192,28 @@ def test_bad_arguments_are_clear_errors(setup, tmp_path):
     assert r.returncode != 0 and "missing.h5" in r.stderr
     r = evoq("vote", "--model", model, "--pairs", pairs, "--out", tmp_path / "x.h5", "-K", 0, check=False)
     assert r.returncode == 2 and "--samples" in r.stderr
+
+
+def test_sigusr1_flushes_and_exits_75_then_rerun_completes(setup, tmp_path):
+    d, model, pairs = setup
+    reference = tmp_path / "reference.h5"
+    vote(reference, model, pairs)
+    out = tmp_path / "stopped.h5"
+    cmd = [EVOQ, "vote", "--model", str(model), "--pairs", str(pairs), "--out", str(out), *map(str, COMMON),
+           "--pairs-per-batch", "1", "--flush-every", "100"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        err = proc.stderr.readline()  # the start line comes once the model is loaded
+        if "already finished" in err:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 75:  # stopped before the end: what it finished is flushed, no labels.h5 yet
+        done = shard_pairs(str(out) + ".shards")
+        assert len(done) < 7 and not out.exists() and "rerun" in err
+    else:  # the run was faster than the signal
+        assert proc.returncode == 0
+    vote(out, model, pairs)
+    assert_same(reference, out)

@@ -95,6 +95,7 @@ struct VoteStats {
   std::size_t samples_saved = 0;   // K * done(non-failed) - samples
   std::size_t invalid = 0;
   double seconds = 0.0;
+  bool stopped = false;            // a stop signal ended the loop early (everything finished is flushed)
 };
 
 struct ProgressInfo {
@@ -106,7 +107,9 @@ struct ProgressInfo {
 // "vote: 120/500 pairs (+20 resumed), 3.2 pairs/s, early stop saved 41.0% of samples, invalid 2.1%, ETA 2m05s"
 std::string format_progress(const ProgressInfo& info);
 
-// Runs the vote for this rank's pairs, skipping pairs the store already holds. `progress` (may be
+// Runs the vote for this rank's pairs, skipping pairs the store already holds. After each batch of
+// pairs it checks stop_signal.h's flag (SIGUSR1/SIGTERM): when set it flushes and returns with
+// stats.stopped, so a pre-empted job loses nothing it finished. `progress` (may be
 // empty) receives a line every progress_every_seconds and at the end; its counts are this rank's
 // (no collective runs inside the loop, so ranks never wait on each other; rank 0's line is
 // representative with a balanced split, and a caller can all_gather the VoteStats at the end). Flushes the store at the end.
