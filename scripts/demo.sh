@@ -99,7 +99,8 @@ def accuracy(path):
     return right / n if n else float("nan"), n, tie, none
 def quality(t):
     d = json.load(open(f"{run}/evolve/round_{t}/eval.json"))["datasets"][0]
-    return d.get("srcc", float("nan")), d.get("plcc", float("nan")), d.get("invalid", 0), d.get("images", 0)
+    num = lambda v: v if isinstance(v, (int, float)) else float("nan")  # null when no valid score
+    return num(d.get("srcc")), num(d.get("plcc")), d.get("invalid", 0), d.get("images", 0)
 print(f"{'':28s}{'before':>12s}{'after':>12s}")
 (ab, n, tb, nb), (aa, _, ta, na) = accuracy(f"{run}/test-labels-before.h5"), accuracy(f"{run}/test-labels-after.h5")
 print(f"{'pseudo-label accuracy':28s}{ab:12.3f}{aa:12.3f}   ({n} ordered pairs; ties {tb}/{ta}, no label {nb}/{na})")
