@@ -45,9 +45,21 @@ PY
   --samples-per-call 0 --log-level warn >/dev/null
 "$py" - "$work/fake.h5" <<'PY'
 import sys, h5py, numpy as np
+M = (1 << 64) - 1
+def mix(z):
+    z = (z + 0x9E3779B97F4A7C15) & M; z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M; return z ^ (z >> 31)
+unit = lambda a: (mix(mix(mix(7) ^ a) ^ 0) >> 11) * 2.0 ** -53  # the fake voter's per-image value (fake seed 7)
 with h5py.File(sys.argv[1]) as f:
-    used = f["samples_used"][:]
-print(f"fake voter, K=32, 100 pairs: mean samples {used.mean():.1f} ({used.mean() / 32:.2f} K); "
+    used, pi, pj = f["samples_used"][:], f["pair_i"][:], f["pair_j"][:]
+agree = np.array([max(q, 1 - q) for q in (np.clip(0.5 + 2 * (unit(int(a)) - unit(int(b))), 0.02, 0.98)
+                                          for a, b in zip(pi, pj))])
+print(f"fake voter, K=32, 100 pairs, 5% invalid: mean samples {used.mean():.1f} ({used.mean() / 32:.2f} K); "
       f"quartiles {np.percentile(used, [25, 50, 75]).tolist()}; min {used.min()} max {used.max()}")
+for lo, hi in ((0.9, 1.01), (0.75, 0.9), (0.5, 0.75)):
+    sel = (agree >= lo) & (agree < hi)
+    if sel.any():
+        print(f"  pairs whose voter agrees with itself {lo:.2f}-{min(hi, 1):.2f}: {sel.sum()} pairs, "
+              f"mean {used[sel].mean():.1f} samples ({used[sel].mean() / 32:.2f} K)")
 print("histogram:", {int(k): int(v) for k, v in zip(*np.unique(used, return_counts=True))})
 PY
