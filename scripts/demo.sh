@@ -24,6 +24,7 @@ pool_pairs=${EVOQ_DEMO_PAIRS:-48}         # pairs voted in the round
 test_pairs=${EVOQ_DEMO_TEST_PAIRS:-40}    # held-out pairs for the pseudo-label accuracy
 K=${EVOQ_DEMO_K:-8}
 train_steps=${EVOQ_DEMO_STEPS:-8}
+pairs_per_step=${EVOQ_DEMO_PAIRS_PER_STEP:-6}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
 mpirun=(mpirun -np 2 --oversubscribe)
@@ -70,7 +71,7 @@ step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> tra
   --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \
   --eval-dataset "csv:$run/test-levels.csv" \
   --vote-args "${vote_args[*]}" \
-  --train-args "--steps $train_steps --pairs-per-step 6 --samples 4 --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
+  --train-args "--steps $train_steps --pairs-per-step $pairs_per_step --samples 4 --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
   --eval-args "--max-new-tokens 32 --log-level warn"
 
 step "5. after the round: votes on the same held-out pairs"
