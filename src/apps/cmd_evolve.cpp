@@ -18,6 +18,8 @@
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
+#include "evoq/evo/stop_signal.h"
+#include "evoq/evo/vote_loop.h"
 #include "evoq/io/atomic_file.h"
 
 namespace {
@@ -26,9 +28,6 @@ namespace fs = std::filesystem;
 namespace po = boost::program_options;
 using namespace evoq;
 using nlohmann::json;
-
-constexpr int kExitStoppedBySignal = 75;  // a stage checkpointed and stopped on SIGUSR1/SIGTERM
-constexpr int kExitSomePairsFailed = 3;   // `evoq vote`: finished, some pairs failed
 
 // A metric of results.json: NaN when absent or null (e.g. no valid score at all).
 double metric(const json& dataset, const char* key) {
@@ -121,11 +120,11 @@ class Evolution {
     }
     log::info("evolve: round ", t, " ", name, " ...");
     const int status = body();
-    if (status == kExitStoppedBySignal) {
+    if (status == evo::kExitStoppedBySignal) {
       log::info("evolve: round ", t, " ", name, " stopped on a signal after a checkpoint; rerun the same command");
       return status;
     }
-    if (status == kExitSomePairsFailed && name == "vote") {
+    if (status == evo::kExitSomePairsFailed && name == "vote") {
       log::warn("evolve: round ", t, " vote: some pairs failed (see labels.h5); training uses the others");
     } else if (status != 0) {
       throw Error("round " + std::to_string(t) + " stage " + name + " failed with exit status " + std::to_string(status));

@@ -25,8 +25,6 @@ namespace po = boost::program_options;
 using namespace evoq;
 using nlohmann::json;
 
-constexpr int kExitSomePairsFailed = 3;
-
 // Voting needs diverse samples: a chat model's generation_config is often near-greedy (Qwen2-VL:
 // temperature 0.1, top_k 1), which would make K samples one answer K times. These are the defaults
 // instead; --temperature/--top-p/--top-k/--repetition-penalty override them.
@@ -161,7 +159,7 @@ int run(const po::variables_map& vm) {
     if (summary.failed > 0) {
       for (const auto& l : evo::read_shards(shard_dir))
         if (l.failed) log::warn("pair ", l.pair_index, " failed: ", l.fail_reason);
-      status = kExitSomePairsFailed;
+      status = evo::kExitSomePairsFailed;
     }
   }
   return status;

@@ -7,11 +7,8 @@
 #include <opencv2/quality/qualitybrisque.hpp>
 
 #include "evoq/core/error.h"
+#include "evoq/eval/datasets.h"
 #include "evoq/eval/niqe.h"
-
-#ifndef EVOQ_DATA_DIR
-#define EVOQ_DATA_DIR "data"
-#endif
 
 namespace evoq::eval {
 namespace fs = std::filesystem;
@@ -81,11 +78,6 @@ std::string option_or(const ScorerOptions& o, const std::string& key, const std:
 }
 
 }  // namespace
-
-std::string default_data_dir() {
-  if (const char* env = std::getenv("EVOQ_DATA_DIR"); env && *env) return env;
-  return EVOQ_DATA_DIR;
-}
 
 std::unique_ptr<Scorer> make_brisque_scorer(const std::string& model_file, const std::string& range_file) {
   return std::make_unique<BrisqueScorer>(model_file, range_file);

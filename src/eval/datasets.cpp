@@ -136,10 +136,12 @@ const std::vector<DatasetInfo>& known_datasets() {
   return list;
 }
 
-std::string default_labels_dir() {
-  if (const char* env = std::getenv("EVOQ_DATA_DIR"); env && *env) return (fs::path(env) / "iqa-labels").string();
-  return (fs::path(EVOQ_DATA_DIR) / "iqa-labels").string();
+std::string default_data_dir() {
+  if (const char* env = std::getenv("EVOQ_DATA_DIR"); env && *env) return env;
+  return EVOQ_DATA_DIR;
 }
+
+std::string default_labels_dir() { return (fs::path(default_data_dir()) / "iqa-labels").string(); }
 
 Dataset load_dataset(const std::string& name, const std::string& labels_dir) {
   if (name.rfind("csv:", 0) == 0) return read_generic(name.substr(4));

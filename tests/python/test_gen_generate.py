@@ -18,27 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
+from train_testlib import INSTRUCT_CHAT_TEMPLATE, SPECIAL, TEXT  # the shared tiny config
+
 torch.set_num_threads(2)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 QWEN = os.path.join(DATA, "qwen2-vl-2b")
-VOCAB = 151936
-TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=VOCAB, rms_norm_eps=1e-6, max_position_embeddings=4096,
-            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
-SPECIAL = dict(image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653,
-               video_token_id=151656)
 PROMPT = "Which image is sharper? Answer with 0 or 1."
-# chat_template of Qwen/Qwen2-VL-2B-Instruct (tests/data holds the base model's, which has no roles).
-INSTRUCT_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def build_model(arch, seed=0):

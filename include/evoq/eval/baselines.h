@@ -11,9 +11,6 @@
 
 namespace evoq::eval {
 
-// $EVOQ_DATA_DIR if set, else the source tree's data/ directory.
-std::string default_data_dir();
-
 std::unique_ptr<Scorer> make_brisque_scorer(const std::string& model_file, const std::string& range_file);
 std::unique_ptr<Scorer> make_niqe_scorer(const std::string& params_npz);
 

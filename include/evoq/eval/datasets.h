@@ -68,6 +68,9 @@ struct DatasetInfo {
 };
 const std::vector<DatasetInfo>& known_datasets();
 
+// Data folder (label files, baseline models): $EVOQ_DATA_DIR if set, else the source tree's data/.
+std::string default_data_dir();
+
 // Directory holding the label files: $EVOQ_DATA_DIR/iqa-labels, else the source tree's data/iqa-labels.
 std::string default_labels_dir();
 

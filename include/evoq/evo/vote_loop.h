@@ -65,6 +65,9 @@ bool sample_swapped(std::uint64_t seed, std::int64_t pair_index, int sample_inde
 // Maps a shown answer back to the original order (x_i, x_j).
 SampleAnswer to_original_order(ShownAnswer answer, bool swapped);
 
+// Exit status of `evoq vote` when it finished but some pairs failed (their reasons are in labels.h5).
+inline constexpr int kExitSomePairsFailed = 3;
+
 enum class RankSplit { block, strided };
 RankSplit parse_rank_split(const std::string& name);  // block | strided
 
