@@ -26,6 +26,21 @@ cv::Mat load(const std::string& path, ScoreResult& result) {
   return img;
 }
 
+// Reads `path` and runs `compute` on it; a decode failure or an exception of type `Failure` makes the
+// result invalid with a reason instead of aborting the whole evaluation.
+template <typename Failure, typename Compute>
+ScoreResult score_loaded(const std::string& path, const std::string& failure_prefix, Compute compute) {
+  ScoreResult r;
+  const cv::Mat img = load(path, r);
+  if (img.empty()) return r;
+  try {
+    r.score = compute(img);
+  } catch (const Failure& e) {
+    r.invalid_reason = failure_prefix + e.what();
+  }
+  return r;
+}
+
 class BrisqueScorer : public Scorer {
  public:
   BrisqueScorer(const std::string& model, const std::string& range) {
@@ -36,15 +51,8 @@ class BrisqueScorer : public Scorer {
   std::string name() const override { return "brisque"; }
   bool higher_is_better() const override { return false; }
   ScoreResult score(const std::string& path) override {
-    ScoreResult r;
-    const cv::Mat img = load(path, r);
-    if (img.empty()) return r;
-    try {
-      r.score = brisque_->compute(img)[0];
-    } catch (const cv::Exception& e) {
-      r.invalid_reason = "BRISQUE failed: " + e.msg;
-    }
-    return r;
+    return score_loaded<cv::Exception>(path, "BRISQUE failed: ",
+                                       [&](const cv::Mat& img) { return brisque_->compute(img)[0]; });
   }
 
  private:
@@ -57,15 +65,7 @@ class NiqeScorer : public Scorer {
   std::string name() const override { return "niqe"; }
   bool higher_is_better() const override { return false; }
   ScoreResult score(const std::string& path) override {
-    ScoreResult r;
-    const cv::Mat img = load(path, r);
-    if (img.empty()) return r;
-    try {
-      r.score = niqe(img, model_);
-    } catch (const Error& e) {
-      r.invalid_reason = e.what();
-    }
-    return r;
+    return score_loaded<Error>(path, "", [&](const cv::Mat& img) { return niqe(img, model_); });
   }
 
  private:
