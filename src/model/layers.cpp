@@ -1,5 +1,7 @@
 #include "evoq/model/layers.h"
 
+#include <cstdlib>
+
 #include "evoq/core/error.h"
 
 namespace evoq::model {
@@ -9,7 +11,29 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, torch::TensorOptions opt
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
 }
 
-torch::Tensor Linear::forward(const torch::Tensor& x) const { return torch::nn::functional::linear(x, weight, bias); }
+namespace {
+// EVOQ_SKINNY_ROWS overrides kSkinnyRows (0 turns the weight-left product off): a benchmark knob.
+int64_t skinny_rows() {
+  static const int64_t rows = [] {
+    const char* env = std::getenv("EVOQ_SKINNY_ROWS");
+    return env && *env ? std::strtoll(env, nullptr, 10) : kSkinnyRows;
+  }();
+  return rows;
+}
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const int64_t in = x.size(-1);
+  const int64_t rows = in == 0 ? 0 : x.numel() / in;
+  if (!x.device().is_cpu() || rows < 2 || rows > skinny_rows()) return torch::nn::functional::linear(x, weight, bias);
+  auto out = weight.matmul(x.reshape({rows, in}).t()).t();  // [rows, out], weight as the left operand
+  if (bias.defined()) out = out + bias;
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  return out.contiguous().view(sizes);
+}
+
+torch::Tensor Linear::forward(const torch::Tensor& x) const { return model::linear(x, weight, bias); }
 
 RMSNorm::RMSNorm(int64_t dim, double eps_, torch::TensorOptions options) : eps(eps_) {
   weight = register_parameter("weight", torch::empty({dim}, options));

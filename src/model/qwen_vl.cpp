@@ -23,7 +23,7 @@ torch::Tensor QwenVL::encode_images(const torch::Tensor& pixel_values, const tor
 }
 
 torch::Tensor QwenVL::logits(const torch::Tensor& hidden) {
-  return torch::matmul(hidden, (lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight).t());
+  return model::linear(hidden, lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
 }
 
 torch::Tensor QwenVL::hidden_states(const Inputs& in, std::vector<LayerKV>* kv_out,

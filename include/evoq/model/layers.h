@@ -7,6 +7,13 @@
 
 namespace evoq::model {
 
+// x [..., in] -> x W^T + b [..., out]. On CPU with few rows (the decode step of K samples), MKL's sgemm
+// repacks the whole weight on every call when the weight is the right-hand operand; (W x^T)^T puts it
+// on the left and measured 20-35% faster for 8-32 rows (docs/BENCHMARKS.md, "skinny projections").
+// Same values up to summation order; other shapes and devices call torch's linear.
+inline constexpr int64_t kSkinnyRows = 48;
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+
 class Linear : public torch::nn::Module {
  public:
   Linear(int64_t in, int64_t out, bool bias, torch::TensorOptions options);
