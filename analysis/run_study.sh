@@ -25,11 +25,11 @@ model=${STUDY_MODEL:-${EVOQ_CACHE:-$HOME/.cache/evoq}/models/evoq-default}
 seeds=${STUDY_SEEDS:-"1 2 3"}
 Ks=${STUDY_KS:-"1 8 16 32"}
 train_refs=${STUDY_TRAIN_REFS:-12}
-pairs=${STUDY_PAIRS:-24}            # pairs voted (EvoQuality) / whose images are estimated (EvoEstimate) per round
-steps=${STUDY_STEPS:-4}             # GRPO steps per round
-pps=${STUDY_PAIRS_PER_STEP:-6}      # pairs (EvoQuality) or images (EvoEstimate) per step
+pairs=${STUDY_PAIRS:-16}            # pairs voted (EvoQuality) / whose images are estimated (EvoEstimate) per round
+steps=${STUDY_STEPS:-3}             # GRPO steps per round
+pps=${STUDY_PAIRS_PER_STEP:-4}      # pairs (EvoQuality) or images (EvoEstimate) per step
 train_k=${STUDY_TRAIN_SAMPLES:-4}   # rollouts per image
-test_pairs=${STUDY_TEST_PAIRS:-40}
+test_pairs=${STUDY_TEST_PAIRS:-30}
 jobs_max=${STUDY_JOBS:-2}
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 data=$study/data
@@ -76,7 +76,7 @@ spawn() {  # spawn NAME CMD...: runs in the background, log in logs/NAME.log; at
 }
 drain() { while [ "$running" -gt 0 ]; do wait -n || { log "a job failed (see $study/logs)"; exit 1; }; running=$((running - 1)); done; }
 
-eval_args="--max-new-tokens 32 --threads 1 --log-level warn"
+eval_args="--max-new-tokens 32 --log-level warn"  # eval has no --threads: OMP_NUM_THREADS=1
 measure() {  # measure MODEL FOLDER [csiq]: held-out eval, held-out votes, CSIQ
   local m=$1 dir=$2
   [ -f "$dir/eval.json" ] || { "$bin/evoq" eval --model "$m" --dataset "csv:$data/test-levels.csv" --out "$dir/eval" $eval_args \
@@ -89,13 +89,15 @@ measure() {  # measure MODEL FOLDER [csiq]: held-out eval, held-out votes, CSIQ
 }
 
 evolve() {  # evolve METHOD K SEED ROUNDS
-  local method=$1 K=$2 seed=$3 rounds=$4 run="$study/runs/$1-K$2-s$3"
+  local method=$1 K=$2 seed=$3 rounds=$4 run="$study/runs/$1-K$2-s$3" units=$pps
+  # A pair step rolls out up to 2 images per pair: EvoEstimate gets 2 images per pair of EvoQuality.
+  [ "$method" = evoestimate ] && units=$((2 * pps))
   "$bin/evoq" evolve --run "$run" --model "$model" --rounds "$rounds" --method "$method" \
     --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$seed" --eval-initial false \
     --eval-dataset "csv:$data/test-levels.csv" \
     --vote-args "-K $K --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn" \
     --estimate-args "-K $K --max-new-tokens 32 --batch-images 8 --threads 1 --log-level warn" \
-    --train-args "--steps $steps --pairs-per-step $pps --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
+    --train-args "--steps $steps --pairs-per-step $units --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
     --eval-args "$eval_args"
   for t in $(seq 1 "$rounds"); do
     measure "$run/round_$t/model" "$run/round_$t" $([ "$t" = "$rounds" ] && echo csiq)
@@ -103,13 +105,13 @@ evolve() {  # evolve METHOD K SEED ROUNDS
 }
 
 log "study in $study: seeds [$seeds], K [$Ks], $pairs pairs, $steps steps x $pps per round"
+# Most important first (a study cut short still has the rounds and the method comparison).
 spawn base measure "$model" "$study/base" csiq
-for seed in $seeds; do
-  spawn "evoquality-K8-s$seed" evolve evoquality 8 "$seed" 2
-  spawn "evoestimate-K8-s$seed" evolve evoestimate 8 "$seed" 2
-  for K in $Ks; do
-    [ "$K" = 8 ] || spawn "evoquality-K$K-s$seed" evolve evoquality "$K" "$seed" 1
-  done
+for seed in $seeds; do spawn "evoquality-K8-s$seed" evolve evoquality 8 "$seed" 2; done
+for seed in $seeds; do spawn "evoestimate-K8-s$seed" evolve evoestimate 8 "$seed" 2; done
+for K in $Ks; do
+  [ "$K" = 8 ] && continue
+  for seed in $seeds; do spawn "evoquality-K$K-s$seed" evolve evoquality "$K" "$seed" 1; done
 done
 drain
 

@@ -87,7 +87,8 @@ def aggregate(rows, keys):
 
 
 METRICS = ["srcc", "plcc", "heldout_accuracy", "heldout_accuracy_decided", "csiq_srcc", "csiq_plcc",
-           "train_label_accuracy", "samples_saved_fraction", "reward_first", "reward_last", "kl_last", "invalid"]
+           "train_label_accuracy", "samples_saved_fraction", "reward_first", "reward_last", "kl_last", "invalid",
+           "csiq_invalid"]
 
 
 def cell(a):
