@@ -17,6 +17,9 @@
 # (tests/data/csiq-sample) for the final models. analysis/study_table.py makes the tables; report.py one
 # report per run. At most STUDY_JOBS processes at once, one torch thread each.
 set -euo pipefail
+# The whole script is one function: bash parses it completely before running, so editing this file
+# while a study runs cannot corrupt the run.
+main() {
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${EVOQ_BIN_DIR:-$root/build/bin}
 py=${EVOQ_VENV:-${EVOQ_CACHE:-$HOME/.cache/evoq}/venv}/bin/python
@@ -124,3 +127,6 @@ for run in "$study"/runs/*/; do
 done
 "$py" "$root/analysis/study_table.py" "$study"
 log "study done in $(( $(date +%s) - started )) s wall"
+}
+main "$@"
+exit
