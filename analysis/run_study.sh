@@ -34,6 +34,7 @@ pps=${STUDY_PAIRS_PER_STEP:-4}      # pairs (EvoQuality) or images (EvoEstimate)
 train_k=${STUDY_TRAIN_SAMPLES:-4}   # rollouts per image
 test_pairs=${STUDY_TEST_PAIRS:-30}
 jobs_max=${STUDY_JOBS:-2}
+stride=${STUDY_SEED_STRIDE:-1000}  # evolve --seed = stride x study seed (the control study used 1)
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 data=$study/data
 mkdir -p "$data" "$study/runs" "$study/base" "$study/logs"
@@ -92,13 +93,13 @@ measure() {  # measure MODEL FOLDER [csiq]: held-out eval, held-out votes, CSIQ
 }
 
 evolve() {  # evolve METHOD K SEED ROUNDS
-  # evolve seeds round t with seed + t: study seeds are spaced by 1000 so that no two runs share the pairs
+  # evolve seeds round t with seed + t: study seeds are spaced by $stride (1000) so that no two runs share the pairs
   # and sampling streams of a round (seed 1 round 2 would otherwise be seed 2 round 1).
   local method=$1 K=$2 seed=$3 rounds=$4 run="$study/runs/$1-K$2-s$3" units=$pps
   # A pair step rolls out up to 2 images per pair: EvoEstimate gets 2 images per pair of EvoQuality.
   [ "$method" = evoestimate ] && units=$((2 * pps))
   "$bin/evoq" evolve --run "$run" --model "$model" --rounds "$rounds" --method "$method" \
-    --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$((1000 * seed))" --eval-initial false \
+    --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$((stride * seed))" --eval-initial false \
     --eval-dataset "csv:$data/test-levels.csv" \
     --vote-args "-K $K --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn" \
     --estimate-args "-K $K --max-new-tokens 32 --batch-images 8 --threads 1 --log-level warn" \
