@@ -1,5 +1,7 @@
 // `evoq evolve`: T rounds of EvoQuality (paper Algorithm 1) in one run folder:
 //   round t: pairs -> vote (with round t-1's model) -> train (GRPO) -> eval
+// --method evoestimate runs the paper's ablation instead: pairs -> estimate (K c_score answers per image
+// averaged into a pseudo score, RUN/round_<t>/estimates.h5) -> train --reward estimate -> eval.
 //   RUN/round_<t>/{pairs.h5, labels.h5, labels.h5.shards/, train/, model -> train/checkpoints/<last>/model,
 //                  eval/, eval.json},  RUN/round_0/eval (the initial model),  RUN/state.json,  RUN/summary.csv
 // Every stage is the same command a user runs by hand (`evoq pairs|vote|train|eval`), run in this process
@@ -61,6 +63,9 @@ class Evolution {
     if (rounds_ < 1) throw UsageError("--rounds must be >= 1");
     images_ = strings(vm, "images");
     if (images_.empty()) throw UsageError("--images: give the image pool (folder or list) of round 1 (and later rounds)");
+    method_ = vm["method"].as<std::string>();
+    if (method_ != "evoquality" && method_ != "evoestimate")
+      throw UsageError("--method '" + method_ + "' is not evoquality or evoestimate");
     modes_ = strings(vm, "mode");
     for (const auto& m : modes_)
       if (m != "random" && m != "same-reference") throw UsageError("--mode '" + m + "' is not random or same-reference");
@@ -78,11 +83,13 @@ class Evolution {
       const fs::path dir = round_dir(t);
       if (comm_->is_root()) fs::create_directories(dir);
       comm_->barrier();
-      for (const char* name : {"pairs", "vote", "train"}) {
+      const char* offline = method_ == "evoestimate" ? "estimate" : "vote";
+      for (const char* name : {"pairs", offline, "train"}) {
         const std::string s = name;
         int status = stage(t, s, [&] {
           if (s == "pairs") return pairs(t);
           if (s == "vote") return vote(t, model);
+          if (s == "estimate") return estimate(t, model);
           return train(t, model);
         });
         if (status) return status;
@@ -156,12 +163,22 @@ class Evolution {
                                                 "vote-args"));
   }
 
+  int estimate(int t, const std::string& model) {
+    return cli::run_command("estimate", with_config({"--model", model, "--pairs", (round_dir(t) / "pairs.h5").string(),
+                                                     "--out", (round_dir(t) / "estimates.h5").string(), "--seed",
+                                                     std::to_string(round_seed(t))},
+                                                    "estimate-args"));
+  }
+
   int train(int t, const std::string& model) {
     const fs::path dir = round_dir(t);
-    const int status = cli::run_command(
-        "train", with_config({"--model", model, "--labels", (dir / "labels.h5").string(), "--out",
-                              (dir / "train").string(), "--seed", std::to_string(round_seed(t)), "--resume"},
-                             "train-args"));
+    std::vector<std::string> args{"--model", model, "--out", (dir / "train").string(), "--seed",
+                                  std::to_string(round_seed(t)), "--resume"};
+    if (method_ == "evoestimate")
+      args.insert(args.end(), {"--reward", "estimate", "--estimates", (dir / "estimates.h5").string()});
+    else
+      args.insert(args.end(), {"--labels", (dir / "labels.h5").string()});
+    const int status = cli::run_command("train", with_config(args, "train-args"));
     if (status != 0) return status;
     if (comm_->is_root()) {
       // round_t/model -> train/checkpoints/<newest>/model (the final checkpoint of the run).
@@ -191,8 +208,10 @@ class Evolution {
 
   // The settings a rerun must share with the run it continues.
   json fingerprint() const {
-    return json{{"model", initial_model_}, {"images", images_}, {"modes", modes_},
-                {"pairs", vm_["pairs"].as<long long>()}, {"seed", vm_["seed"].as<std::uint64_t>()}};
+    json f{{"model", initial_model_}, {"images", images_}, {"modes", modes_},
+           {"pairs", vm_["pairs"].as<long long>()}, {"seed", vm_["seed"].as<std::uint64_t>()}};
+    if (method_ != "evoquality") f["method"] = method_;  // EvoQuality runs keep their original state files
+    return f;
   }
 
   void load_state() {
@@ -253,7 +272,7 @@ class Evolution {
       table << "\n";
       csv << "\n";
     }
-    std::cout << "\nEvoQuality rounds (SRCC / PLCC against the dataset labels):\n" << table.str();
+    std::cout << "\n" << (method_ == "evoestimate" ? "EvoEstimate" : "EvoQuality") << " rounds (SRCC / PLCC against the dataset labels):\n" << table.str();
     io::write_file_atomic((run_ / "summary.csv").string(), csv.str());
   }
 
@@ -263,6 +282,7 @@ class Evolution {
   std::string initial_model_;
   int rounds_ = 1;
   std::vector<std::string> images_, modes_;
+  std::string method_;
   json state_;
 };
 
@@ -289,7 +309,11 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("eval-root", po::value<std::vector<std::string>>(), "`evoq eval --root NAME=DIR`, repeatable")
       ("eval-initial", po::value<bool>()->default_value(true)->implicit_value(true), "also evaluate the initial model (round 0)")
       ("stage-config", po::value<std::string>(), "config file given to every stage ([vote], [train], [eval] sections)")
+      ("method", po::value<std::string>()->default_value("evoquality"),
+       "evoquality (vote on pairs, fidelity reward) | evoestimate (the paper's ablation: averaged c_score pseudo "
+       "scores, reward 1 when within --estimate-threshold)")
       ("vote-args", po::value<std::string>()->default_value(""), "extra `evoq vote` options, space-separated")
+      ("estimate-args", po::value<std::string>()->default_value(""), "extra `evoq estimate` options (evoestimate)")
       ("train-args", po::value<std::string>()->default_value(""), "extra `evoq train` options, space-separated")
       ("eval-args", po::value<std::string>()->default_value(""), "extra `evoq eval` options, space-separated");
 }

@@ -17,6 +17,7 @@
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
+#include "evoq/evo/estimate_store.h"
 #include "evoq/evo/grpo_step.h"
 #include "evoq/evo/memory_estimate.h"
 #include "evoq/evo/optimizer.h"
@@ -42,7 +43,12 @@ using Clock = std::chrono::steady_clock;
 void add_options(po::options_description& o, po::positional_options_description&) {
   o.add_options()
       ("model", po::value<std::string>(), "policy checkpoint folder (also the frozen reference)")
-      ("labels", po::value<std::string>(), "labels.h5 of the voting stage")
+      ("labels", po::value<std::string>(), "labels.h5 of the voting stage (--reward fidelity)")
+      ("reward", po::value<std::string>()->default_value("fidelity"),
+       "fidelity (EvoQuality, Eq. 2-3, needs --labels) | estimate (EvoEstimate ablation, needs --estimates)")
+      ("estimates", po::value<std::string>(), "estimates.h5 of `evoq estimate` (--reward estimate)")
+      ("estimate-threshold", po::value<double>()->default_value(0.35),
+       "--reward estimate: reward 1 when |score - pseudo score| < this, else 0 (Q-Insight)")
       ("out", po::value<std::string>(), "run folder (metrics.jsonl, rollouts/, checkpoints/)")
       ("steps", po::value<std::int64_t>(), "global steps to train (default: --epochs)")
       ("epochs", po::value<double>()->default_value(1.0), "epochs over the usable pairs when --steps is not given")
@@ -120,13 +126,18 @@ void truncate_metrics(const fs::path& path, std::int64_t first_step) {
   io::write_file_atomic(path.string(), kept);
 }
 
-json run_settings(const po::variables_map& vm, const std::string& prompt) {
-  return {{"model", vm["model"].as<std::string>()},
-          {"labels", vm["labels"].as<std::string>()},
+json run_settings(const po::variables_map& vm, const std::string& prompt, const std::string& data_path) {
+  json settings{{"model", vm["model"].as<std::string>()},
+          {"labels", data_path},
           {"pairs_per_step", vm["pairs-per-step"].as<std::int64_t>()},
           {"samples", vm["samples"].as<int>()},
           {"seed", vm["seed"].as<std::uint64_t>()},
           {"prompt", prompt}};
+  if (vm["reward"].as<std::string>() != "fidelity") {  // fidelity runs keep their original settings
+    settings["reward"] = vm["reward"].as<std::string>();
+    settings["estimate_threshold"] = vm["estimate-threshold"].as<double>();
+  }
+  return settings;
 }
 
 std::string format_eta(double seconds) {
@@ -142,7 +153,6 @@ int run(const po::variables_map& vm) {
   auto comm = dist::mpi_world();
   log::set_rank(comm->rank());
   if (vm.count("dry-run")) return comm->is_root() ? dry_run(vm, model_dir, comm->size()) : 0;
-  const auto labels_path = cli::require_string(vm, "labels");
   const fs::path run_dir = cli::require_string(vm, "out");
   const bool resume = vm.count("resume") > 0;
 
@@ -174,8 +184,22 @@ int run(const po::variables_map& vm) {
   const auto rollouts_every = vm["rollouts-every"].as<std::int64_t>();
   if (checkpoint_every < 1) throw UsageError("--checkpoint-every must be >= 1");
 
-  // Data.
-  const auto data = evo::load_train_data(labels_path);
+  // Data: labelled pairs (EvoQuality) or images with pseudo scores (EvoEstimate; one unit per image).
+  const auto reward = vm["reward"].as<std::string>();
+  std::string labels_path;
+  evo::TrainData data;
+  if (reward == "fidelity") {
+    labels_path = cli::require_string(vm, "labels");
+    data = evo::load_train_data(labels_path);
+  } else if (reward == "estimate") {
+    labels_path = cli::require_string(vm, "estimates");
+    rc.reward_kind = evo::RewardKind::kEstimate;
+    rc.estimate_threshold = vm["estimate-threshold"].as<double>();
+    if (!(rc.estimate_threshold > 0)) throw UsageError("--estimate-threshold must be > 0");
+    data = evo::load_estimate_data(labels_path, rc.pseudo_scores);
+  } else {
+    throw UsageError("--reward '" + reward + "' is not fidelity or estimate");
+  }
   const evo::TrainBatches batches(data, vm["pairs-per-step"].as<std::int64_t>(), seed);
   const std::int64_t total_steps =
       vm.count("steps") ? vm["steps"].as<std::int64_t>()
@@ -186,7 +210,7 @@ int run(const po::variables_map& vm) {
             " steps per epoch, ", total_steps, " steps, ", comm->size(), " rank(s)");
 
   // Run folder: a fresh run refuses a folder that already holds one.
-  const auto settings = run_settings(vm, rc.prompt);
+  const auto settings = run_settings(vm, rc.prompt, labels_path);
   const auto settings_path = run_dir / "run_config.json";
   const auto latest = evo::latest_checkpoint(run_dir.string());
   if (!resume && (fs::exists(settings_path) || latest))
@@ -308,6 +332,8 @@ int run(const po::variables_map& vm) {
 }
 
 EVOQ_COMMAND("train", "online stage: GRPO with fidelity rewards on labels.h5 (paper section 3.2)", add_options, run,
-             "evoq train --model DIR --labels labels.h5 --out RUN_DIR [--steps N | --epochs E] [--resume] [--dry-run]");
+             "evoq train --model DIR --labels labels.h5 --out RUN_DIR [--steps N | --epochs E] [--resume] [--dry-run]\n"
+             "evoq train --model DIR --reward estimate --estimates estimates.h5 --out RUN_DIR ...  (EvoEstimate;\n"
+             "  --pairs-per-step is then images per step)");
 
 }  // namespace

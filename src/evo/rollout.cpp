@@ -1,5 +1,6 @@
 #include "evoq/evo/rollout.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -82,11 +83,22 @@ RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainDat
     // P_i: every partner of x_i among the step's pairs, with p*(x_i, x_j) (1 - p* when x_i is second).
     std::vector<Partner> partners;
     for (auto p : step_pairs) {
+      if (config.reward_kind != RewardKind::kFidelity) break;
       const auto& pair = data.pairs.at(p);
       if (pair.i == r.image) partners.push_back({stats.at(pair.j), pair.p_star});
       else if (pair.j == r.image) partners.push_back({stats.at(pair.i), 1.0 - pair.p_star});
     }
-    const auto fr = fidelity_rewards(r.scores, r.valid, partners, config.reward);
+    FidelityRewards fr;
+    if (config.reward_kind == RewardKind::kEstimate) {
+      const auto id = std::size_t(r.image);
+      const double pseudo = id < config.pseudo_scores.size() ? config.pseudo_scores[id] : NAN;
+      const auto er = estimate_rewards(r.scores, r.valid, pseudo, config.estimate_threshold);
+      fr.rewards = er.rewards;
+      fr.invalid = er.invalid;
+      fr.has_signal = er.has_signal;
+    } else {
+      fr = fidelity_rewards(r.scores, r.valid, partners, config.reward);
+    }
     r.rewards = fr.rewards;
     r.has_signal = fr.has_signal;
     r.partners_used = fr.partners_used;

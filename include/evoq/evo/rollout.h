@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "evoq/dist/communicator.h"
+#include "evoq/evo/estimate_reward.h"
 #include "evoq/evo/fidelity_reward.h"
 #include "evoq/evo/group_advantage.h"
 #include "evoq/evo/train_batches.h"
@@ -19,12 +20,19 @@
 
 namespace evoq::evo {
 
+// Which reward the rollouts get: EvoQuality's fidelity reward against the step's pairs (Eq. 2-3) or
+// EvoEstimate's closeness to a pseudo score (estimate_reward.h).
+enum class RewardKind { kFidelity, kEstimate };
+
 struct RolloutConfig {
   int samples = 8;             // K
   std::string prompt;          // c_score (with the reasoning suffix when on)
   gen::EngineOptions engine;   // sampling, stop ids, seed (the run seed), batch size
   RewardConfig reward;
   AdvantageConfig advantage;
+  RewardKind reward_kind = RewardKind::kFidelity;
+  std::vector<double> pseudo_scores;  // kEstimate: pseudo score per image id (NaN: none)
+  double estimate_threshold = 0.35;   // kEstimate: reward 1 when |score - pseudo| < threshold
 };
 
 struct ImageRollout {
@@ -61,6 +69,7 @@ struct RewardSummary {
 
 // Shares the score statistics of every rank's images (all_gather_bytes), then fills rewards (Eq. 2-3)
 // and advantages (Eq. 4) of this rank's rollouts. P_i = partners of x_i among the step's pairs.
+// With RewardKind::kEstimate the rewards are EvoEstimate's instead (no partners are used).
 RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainData& data,
                              const std::vector<std::size_t>& step_pairs, const RolloutConfig& config,
                              dist::Communicator& comm);
