@@ -27,6 +27,8 @@ double mean(std::span<const double> v) {
 }
 
 double pearson_unchecked(std::span<const double> x, std::span<const double> y) {
+  // Exactly constant input is undefined; the sums below need not be exactly 0 then (rounding of the mean).
+  if (is_constant(x) || is_constant(y)) return kNaN;
   const double mx = mean(x), my = mean(y);
   double sxy = 0, sxx = 0, syy = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {

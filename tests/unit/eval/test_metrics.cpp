@@ -38,6 +38,10 @@ TEST(Metrics, DegenerateInputsGiveNaN) {
   EXPECT_TRUE(std::isnan(krcc(c, x)));
   EXPECT_TRUE(std::isnan(plcc_fitted(c, x)));
   EXPECT_TRUE(std::isnan(plcc(one, one)));
+  // A constant whose computed mean is not exactly itself (0.1 x 10 sums to 0.9999999999999999).
+  const std::vector<double> tenth(10, 0.1), ramp = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  EXPECT_TRUE(std::isnan(plcc(tenth, ramp)));
+  EXPECT_TRUE(std::isnan(plcc(ramp, tenth)));
   const std::vector<double> a = {1, 2}, b = {5, 3};
   EXPECT_DOUBLE_EQ(plcc(a, b), -1.0);
   EXPECT_DOUBLE_EQ(srcc(a, b), -1.0);
