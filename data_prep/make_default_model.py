@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Builds evoq's embedded default model: the tiny random Qwen2.5-VL of make_tiny_model.py followed by a
-short supervised warm-up (cold start) on synthetic distortions of the training references of
-data/cq100-mini, so that it answers the paper's c_compare and c_score prompts in the expected format
-("<think>...</think>\\boxed{...}"); the targets follow the true distortion level with label noise so
-that perception, if learnt, stays imperfect (measured: docs/MODEL.md). Reproducible: fixed seeds,
+structured initialisation of its vision tower (band-energy shares of the patches, image mean) and a
+least-squares quality readout fitted on the training references, then a short supervised warm-up (cold
+start) on synthetic distortions of the training references of data/cq100-mini, so that it answers the
+paper's c_compare and c_score prompts in the expected format ("<think>...</think>\\boxed{...}"); the
+targets follow the true distortion level with label noise. Measured (docs/MODEL.md): weak score
+perception on held-out references, compare still at chance. Reproducible: fixed seeds,
 fixed torch thread count, fixed data order (same bytes on the same machine). Nothing is downloaded.
 
 The last HELD_OUT references (sorted by name) are never used for training; they are the demo's
@@ -51,6 +53,17 @@ COMPARE_REASON = "I compare the two images."
 SCORE_REASON = "I rate this one image."
 TRAIN_TYPES = "gaussian_blur,white_noise,jpeg,pixelate"
 EVAL_TYPES, EVAL_LEVELS, EVAL_SEED = "gaussian_blur,white_noise,jpeg", "1,3,5", 7  # as scripts/demo.sh
+
+
+def builder_hash():
+    """sha256 of this script and make_tiny_model.py: scripts/demo.sh rebuilds a cached model whose
+    warmup.json records another value."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in ("make_default_model.py", "make_tiny_model.py"):
+        with open(os.path.join(HERE, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
 
 
 def default_distort():
@@ -197,13 +210,127 @@ def batch_loss(model, batch, negatives, enc, answer_weight):
     return (ce * w).sum() / w.sum()
 
 
+def _box_blur(x, k):
+    """k x k mean filter of (N, 1, H, W) with replicated borders."""
+    pad = (k // 2, (k - 1) // 2, k // 2, (k - 1) // 2)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, pad, mode="replicate"), torch.ones(1, 1, k, k) / (k * k))
+
+
+# Channels of the 32-wide vision residual stream set up by engineer_vision.
+FINE, MID, CONTENT = range(0, 10), range(10, 16), range(16, 27)
+FINE_FRACTION, MID_FRACTION, CONSTANT = 28, 29, 30
+IMAGE_FINE, IMAGE_MID = 31, 27  # the two shares averaged over the whole image
+
+
+def engineer_vision(visual, gen, constant=30.0, energy_scale=10.0, gamma=4.0):
+    """Structured initialisation of the random vision tower (same architecture): a 4-layer, 32-wide tower
+    from a random init does not learn to see blur/noise/JPEG level in a few hundred steps, but the share
+    of a patch's energy in its fine and mid spatial-frequency bands does separate the levels (more fine
+    energy: noise; less: blur, JPEG). So:
+    - patch embedding: random filters restricted to the fine band (x - blur3 x), the mid band
+      (blur3 - blur7) and the low band (blur7), each with the norm of the random init (fine and mid x3, x2);
+    - block 0's gated MLP squares the fine and mid responses (silu(z) z + silu(-z)(-z) = z^2) of the
+      RMS-normalised patch, i.e. their share of the patch energy, and writes the two shares into
+      channels FINE_FRACTION and MID_FRACTION, plus a large constant channel so that later RMS norms
+      (blocks, merger, the LM's input norm) act almost linearly on them;
+    - block 3 (full attention) averages the two shares over the whole image into every token;
+    - merger: passes them to its hidden units 0 and 1 (fit_quality_readout sets its output layer);
+      everything else keeps its small random init."""
+    w = visual.patch_embed.proj.weight
+    noise = torch.randn(w.shape, generator=gen).view(-1, 1, 14, 14)
+    b3, b7 = _box_blur(noise, 3), _box_blur(noise, 7)
+    bands = [(FINE, (noise - b3).view(w.shape), 3.0), (MID, (b3 - b7).view(w.shape), 2.0),
+             (CONTENT, b7.view(w.shape), 1.0)]
+    norm = w.flatten(1).norm(dim=1).mean()
+    new = torch.zeros_like(w)
+    for channels, filters, gain in bands:
+        for c in channels:
+            new[c] = filters[c] / filters[c].norm() * norm * gain
+    w.copy_(new)
+    mlp = visual.blocks[0].mlp
+    for lin in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+        lin.weight.mul_(0.1)
+    for k in list(FINE) + list(MID):
+        target, n = (FINE_FRACTION, len(FINE)) if k in FINE else (MID_FRACTION, len(MID))
+        for sign, row in ((1.0, 2 * k), (-1.0, 2 * k + 1)):
+            for lin in (mlp.gate_proj, mlp.up_proj):
+                lin.weight[row].zero_()
+                lin.weight[row, k] = sign * gamma
+            mlp.down_proj.weight[:, row] = 0.0
+            # z^2 summed over a band = 32 x its energy share; / 32 -> the share itself, x energy_scale
+            mlp.down_proj.weight[target, row] = energy_scale / (gamma * gamma * 32.0)
+    row = 2 * (len(FINE) + len(MID))  # a constant: silu(gate bias) * up bias
+    mlp.gate_proj.weight[row].zero_(); mlp.up_proj.weight[row].zero_(); mlp.down_proj.weight[:, row] = 0.0
+    mlp.gate_proj.bias[row], mlp.up_proj.bias[row] = 10.0, 1.0
+    mlp.down_proj.weight[CONSTANT, row] = constant / float(torch.nn.functional.silu(torch.tensor(10.0)))
+    # last block (full attention over the image): uniform attention (zero queries and keys) whose
+    # values copy the two shares, so every token carries the image's mean shares (a per-patch share
+    # varies more with content than with the distortion level)
+    attn = visual.blocks[3].attn
+    dim = attn.proj.weight.shape[0]
+    attn.qkv.weight[:2 * dim].zero_(); attn.qkv.bias[:2 * dim].zero_()
+    attn.qkv.weight[2 * dim:2 * dim + 2].zero_()
+    norm_gain = (constant * constant / dim) ** 0.5  # the block's RMS norm divides by about this
+    attn.qkv.weight[2 * dim, FINE_FRACTION] = norm_gain
+    attn.qkv.weight[2 * dim + 1, MID_FRACTION] = norm_gain
+    attn.proj.weight[:, :2] = 0.0
+    attn.proj.weight[IMAGE_FINE, 0] = attn.proj.weight[IMAGE_MID, 1] = 1.0
+    merger = visual.merger.mlp
+    first, second = merger[0], merger[2]
+    for out, ch in ((0, IMAGE_FINE), (1, IMAGE_MID)):
+        first.weight[out].zero_()
+        first.weight[out, [32 * j + ch for j in range(4)]] = 1.0
+        first.bias[out] = 3.0  # GELU's nearly linear range
+        second.weight[:, out] = 0.0
+        second.weight[out, out] = 3.0
+        second.bias[out] = -9.0
+    second.bias[2] = 10.0
+
+
+def fit_quality_readout(visual, enc, rows, gen, gain=1.0, constant=8.0):
+    """Closed-form stage on the engineered tower (training references only): least squares of the target
+    3 - level on the merger's two band-share units, per image token, then the merger's output layer writes
+    that estimate q along a random direction u (|u| ~ 8) next to a constant dim: token = q u + 8 e2 + the
+    small random rest. After the LM's RMS norm the token's direction then turns smoothly with q, the form
+    of feature the 2-layer LM picks up in a few hundred steps (the raw shares, a small part of the
+    token, were not picked up)."""
+    captured = []
+    hook = visual.merger.mlp[1].register_forward_hook(lambda m, i, o: captured.append(o[:, :2].detach()))
+    xs, ys = [], []
+    with torch.no_grad():
+        for r in rows:
+            pix, grid = enc.image(r["path"])
+            visual(pix, grid_thw=grid)
+            h = captured.pop()
+            xs.append(torch.cat([h, torch.ones(len(h), 1)], 1))
+            ys.append(torch.full((len(h),), 3.0 - r["level"]))
+        hook.remove()
+        x, y = torch.cat(xs).double(), torch.cat(ys).double()
+        coef = torch.linalg.lstsq(x, y[:, None]).solution[:, 0].float()
+        q = x.float() @ coef
+        scale = gain / float(q.std())  # unit-variance estimate
+        u = torch.randn(visual.merger.mlp[2].out_features, generator=gen)
+        u[2] = 0.0
+        second = visual.merger.mlp[2]
+        second.weight[:, 0] = scale * coef[0] * u
+        second.weight[:, 1] = scale * coef[1] * u
+        second.bias.copy_(scale * coef[2] * u)
+        second.bias[2] = constant
+    return coef, u
+
+
 def train(model, batches_, enc, a, log):
     vision = [p for n, p in model.named_parameters() if ".visual." in n or n.startswith("visual.")]
     ids = {id(p) for p in vision}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    params = vision + rest
-    opt = torch.optim.AdamW([{"params": vision, "mult": a.vision_lr_mult}, {"params": rest, "mult": 1.0}],
-                            lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    groups = [{"params": rest, "mult": 1.0}]
+    if a.vision_lr_mult > 0:
+        groups.append({"params": vision, "mult": a.vision_lr_mult})
+    else:  # keep the engineered tower as it is (and skip its backward pass)
+        for p in vision:
+            p.requires_grad_(False)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
     gen = torch.Generator().manual_seed(a.seed)
     vocab = model.lm_head.weight.shape[0]
     model.train()
@@ -333,7 +460,7 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--negatives", type=int, default=4096, help="sampled vocabulary rows per step")
     ap.add_argument("--answer-weight", type=float, default=3.0, help="loss weight of the boxed answer tokens")
-    ap.add_argument("--vision-lr-mult", type=float, default=1.0)
+    ap.add_argument("--vision-lr-mult", type=float, default=0.0, help="0 = the engineered vision tower stays frozen")
     ap.add_argument("--label-noise", type=float, default=0.15)
     ap.add_argument("--train-refs", type=int, default=0, help="use only the first N training references (0 = all)")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out measurement")
@@ -354,6 +481,10 @@ def main():
         model = make_tiny_model.make_model("qwen2_5_vl", a.seed)
         make_tiny_model.write_support_files(a.out_dir, a.max_pixels)
         enc = Encoder(a.out_dir)
+        with torch.no_grad():
+            engineer_vision(model.model.visual, torch.Generator().manual_seed(a.seed + 3))
+            coef, _ = fit_quality_readout(model.model.visual, enc, rows[::2], torch.Generator().manual_seed(a.seed + 4))
+        log(f"quality readout fitted on {len(rows[::2])} training images: {coef.tolist()}")
         rng = random.Random(a.seed)
         examples = training_examples(rows, rng, a.compare_examples, a.score_examples, a.label_noise)
         bs = batches(examples, enc, a.batch, rng)
@@ -370,6 +501,9 @@ def main():
             log(json.dumps(results))
     info = {
         "base": "data_prep/make_tiny_model.py qwen2_5_vl, seed %d" % a.seed,
+        "builder_sha256": builder_hash(),
+        "vision": "engineer_vision (band-energy shares, image mean) + fit_quality_readout (least squares on "
+                  "every 2nd training image), then frozen during the warm-up",
         "torch_threads": THREADS, "torch": torch.__version__,
         "train_references": train_refs, "held_out_references": held_out,
         "train_distortions": {"types": TRAIN_TYPES.split(","), "levels": [1, 2, 3, 4, 5], "seed": a.seed + 11},
