@@ -20,6 +20,8 @@
 #include "evoq/evo/grpo_step.h"
 #include "evoq/gen/vlm_session.h"
 #include "evoq/io/safetensors.h"
+#include "evoq/model/activation_checkpoint.h"
+#include "evoq/model/autocast.h"
 #include "evoq/model/weights.h"
 
 namespace {
@@ -29,7 +31,9 @@ using nlohmann::json;
 namespace po = boost::program_options;
 
 void add_options(po::options_description& o, po::positional_options_description&) {
-  o.add_options()("in", po::value<std::string>(), "input JSON")("out", po::value<std::string>(), "output folder");
+  o.add_options()("in", po::value<std::string>(), "input JSON")("out", po::value<std::string>(), "output folder")(
+      "activation-checkpointing", "recompute decoder layers and vision blocks in backward")(
+      "autocast", po::value<std::string>()->default_value("off"), "off | bf16 (forwards under bf16 autocast)");
   gen::add_runtime_options(o);
 }
 
@@ -41,6 +45,8 @@ int run(const po::variables_map& vm) {
   EVOQ_CHECK(f.good(), "cannot read '", in_path, "'");
   const json in = json::parse(f);
   const auto dtype = gen::runtime_dtype(vm);
+  const auto autocast = model::parse_autocast(vm["autocast"].as<std::string>());
+  model::set_activation_checkpointing(vm.count("activation-checkpointing") > 0);
   const auto device = gen::runtime_device(vm);
   auto session = gen::VlmSession::load(in.at("model").get<std::string>(), dtype, device);
   std::shared_ptr<model::QwenVL> reference;
@@ -75,12 +81,12 @@ int run(const po::variables_map& vm) {
   std::vector<torch::Tensor> ref;
   if (config.beta != 0.0) {
     EVOQ_CHECK(reference != nullptr, "'", in_path, "': beta != 0 needs ref_model");
-    ref = evo::sequence_logprobs(*reference, seqs, micro_batch);
+    ref = evo::sequence_logprobs(*reference, seqs, micro_batch, autocast);
   }
   const double normaliser = evo::loss_normaliser(config, evo::local_counts(evo::response_mask(seqs)));
   session.model->zero_grad();
   const auto sums =
-      evo::accumulate_grpo_gradients(*session.model, seqs, adv, old, ref, config, normaliser, micro_batch);
+      evo::accumulate_grpo_gradients(*session.model, seqs, adv, old, ref, config, normaliser, micro_batch, autocast);
 
   std::filesystem::create_directories(out_dir);
   std::vector<torch::Tensor> keep;

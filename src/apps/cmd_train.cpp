@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <sstream>
 
@@ -29,6 +30,8 @@
 #include "evoq/gen/prompts.h"
 #include "evoq/gen/vlm_session.h"
 #include "evoq/io/atomic_file.h"
+#include "evoq/model/activation_checkpoint.h"
+#include "evoq/model/autocast.h"
 #include "evoq/model/config.h"
 #include "evoq/model/weights.h"
 
@@ -61,6 +64,9 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("beta", po::value<double>()->default_value(0.05), "KL weight of Eq. 5 (0 skips the reference model)")
       ("gamma", po::value<double>()->default_value(1e-6), "gamma of Eq. 2")
       ("min-partner-valid", po::value<int>()->default_value(2), "valid samples a partner needs to enter P_i")
+      ("absent-partners", po::value<std::string>()->default_value("off"),
+       "off: P_i = partners in the step's pairs | running: every labelled partner, absent ones by a running estimate")
+      ("running-momentum", po::value<double>()->default_value(0.9), "--absent-partners running: EMA momentum of the estimate")
       ("clip-low", po::value<double>()->default_value(0.2), "clip epsilon below 1 (Eq. 5)")
       ("clip-high", po::value<double>()->default_value(0.2), "clip epsilon above 1 (Eq. 5)")
       ("loss-agg", po::value<std::string>()->default_value("token-mean"), "token-mean | seq-mean-token-mean | constant")
@@ -71,6 +77,9 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("micro-batch", po::value<int>()->default_value(8), "sequences per forward/backward")
       ("trainable", po::value<std::string>()->default_value("all"), "all | lm | lm+merger")
       ("zero", "shard the optimizer state over the ranks (ZeRO-1 style)")
+      ("activation-checkpointing", "recompute decoder layers (and trained vision blocks) in backward instead of storing their activations")
+      ("autocast", po::value<std::string>()->default_value("off"),
+       "off | bf16: policy/reference forwards under bf16 autocast with fp32 weights (needs --dtype fp32)")
       ("checkpoint-every", po::value<std::int64_t>()->default_value(50), "checkpoint every N steps (and at the end)")
       ("keep-checkpoints", po::value<int>()->default_value(2), "newest checkpoints kept (0 = all)")
       ("rollouts-every", po::value<std::int64_t>()->default_value(1), "write the rollouts file every N steps (0 = never)")
@@ -91,12 +100,23 @@ torch::Device pick_device(const po::variables_map& vm, const dist::Communicator&
   return device;
 }
 
+// --autocast: bf16 compute needs fp32 parameters to be the master weights.
+model::Autocast training_autocast(const po::variables_map& vm) {
+  const auto mode = model::parse_autocast(vm["autocast"].as<std::string>());
+  if (mode == model::Autocast::bf16 && vm["dtype"].as<std::string>() != "fp32")
+    throw UsageError("--autocast bf16 needs --dtype fp32 (the fp32 weights are the master copy; got --dtype " +
+                     vm["dtype"].as<std::string>() + ")");
+  return mode;
+}
+
 int dry_run(const po::variables_map& vm, const std::string& model_dir, int ranks) {
   const auto config = model::load_config(model_dir);
   evo::MemoryPlan plan;
   plan.ranks = vm.count("ranks") ? vm["ranks"].as<int>() : ranks;
   plan.bf16 = vm["dtype"].as<std::string>() != "fp32";
   plan.zero_stage = vm.count("zero") ? 1 : 0;
+  plan.activation_checkpointing = vm.count("activation-checkpointing") > 0;
+  plan.autocast_bf16 = training_autocast(vm) == model::Autocast::bf16;
   plan.micro_batch_sequences = vm["micro-batch"].as<int>();
   plan.response_tokens = vm["max-new-tokens"].as<std::int64_t>();
   plan.sequence_length = plan.prompt_tokens + plan.response_tokens;
@@ -132,7 +152,8 @@ json run_settings(const po::variables_map& vm, const std::string& prompt, const 
           {"pairs_per_step", vm["pairs-per-step"].as<std::int64_t>()},
           {"samples", vm["samples"].as<int>()},
           {"seed", vm["seed"].as<std::uint64_t>()},
-          {"prompt", prompt}};
+          {"prompt", prompt},
+          {"absent_partners", vm["absent-partners"].as<std::string>()}};
   if (vm["reward"].as<std::string>() != "fidelity") {  // fidelity runs keep their original settings
     settings["reward"] = vm["reward"].as<std::string>();
     settings["estimate_threshold"] = vm["estimate-threshold"].as<double>();
@@ -179,6 +200,11 @@ int run(const po::variables_map& vm) {
   step_config.ppo_epochs = vm["ppo-epochs"].as<int>();
   if (step_config.micro_batch < 1) throw UsageError("--micro-batch must be >= 1");
   if (step_config.ppo_epochs < 1) throw UsageError("--ppo-epochs must be >= 1");
+  step_config.autocast = training_autocast(vm);
+  model::set_activation_checkpointing(vm.count("activation-checkpointing") > 0);
+  const auto absent = vm["absent-partners"].as<std::string>();
+  if (absent != "off" && absent != "running")
+    throw UsageError("--absent-partners must be 'off' or 'running' (got '" + absent + "')");
   const auto seed = vm["seed"].as<std::uint64_t>();
   const auto checkpoint_every = vm["checkpoint-every"].as<std::int64_t>();
   const auto rollouts_every = vm["rollouts-every"].as<std::int64_t>();
@@ -192,6 +218,7 @@ int run(const po::variables_map& vm) {
     labels_path = cli::require_string(vm, "labels");
     data = evo::load_train_data(labels_path);
   } else if (reward == "estimate") {
+    if (absent != "off") throw UsageError("--absent-partners applies to --reward fidelity only (EvoEstimate has no partners)");
     labels_path = cli::require_string(vm, "estimates");
     rc.reward_kind = evo::RewardKind::kEstimate;
     rc.estimate_threshold = vm["estimate-threshold"].as<double>();
@@ -201,6 +228,8 @@ int run(const po::variables_map& vm) {
     throw UsageError("--reward '" + reward + "' is not fidelity or estimate");
   }
   const evo::TrainBatches batches(data, vm["pairs-per-step"].as<std::int64_t>(), seed);
+  std::optional<evo::RunningPartnerStats> running;
+  if (absent == "running") running.emplace(data, vm["running-momentum"].as<double>());
   const std::int64_t total_steps =
       vm.count("steps") ? vm["steps"].as<std::int64_t>()
                         : std::int64_t(std::llround(vm["epochs"].as<double>() * double(batches.steps_per_epoch())));
@@ -263,6 +292,8 @@ int run(const po::variables_map& vm) {
     if (latest) {
       const auto progress = evo::load_checkpoint(*latest, *session.model, opt, *device_comm);
       start_step = progress.step;
+      if (running && progress.extra.contains("running_partner_stats"))
+        running->load_json(progress.extra["running_partner_stats"]);
       log::info("train: resuming from ", *latest, " at step ", start_step);
     } else {
       log::info("train: --resume with no checkpoint in '", run_dir.string(), "': starting at step 0");
@@ -290,13 +321,15 @@ int run(const po::variables_map& vm) {
     p.position = loc.position;
     p.seed = seed;
     p.extra = {{"total_steps", total_steps}, {"settings", settings}};
+    if (running) p.extra["running_partner_stats"] = running->to_json();
     return p;
   };
   const auto t_start = Clock::now();
   for (std::int64_t step = start_step; step < total_steps; ++step) {
     const auto pairs = batches.step_pairs(step);
     const auto loc = batches.locate(step);
-    auto result = evo::grpo_step(session, reference.get(), data, pairs, step, step_config, *comm, update);
+    auto result = evo::grpo_step(session, reference.get(), data, pairs, step, step_config, *comm, update,
+                                 running ? &*running : nullptr);
     result.metrics.epoch = loc.epoch;
     result.metrics.position = loc.position;
     if (rollouts_every > 0 && (step + 1) % rollouts_every == 0) {

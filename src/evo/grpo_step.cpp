@@ -56,13 +56,17 @@ nlohmann::json StepMetrics::to_json() const {
 }
 
 std::vector<torch::Tensor> sequence_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
-                                             int micro_batch) {
+                                             int micro_batch, model::Autocast autocast) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   for (std::size_t b = 0; b < sequences.size(); b += std::size_t(micro_batch)) {
     const auto e = std::min(sequences.size(), b + std::size_t(micro_batch));
     const std::vector<PolicySequence> mb(sequences.begin() + std::ptrdiff_t(b), sequences.begin() + std::ptrdiff_t(e));
-    const auto lp = response_logprobs(model, mb);
+    TokenLogprobs lp;
+    {
+      model::AutocastScope scope(autocast, model.options().device());
+      lp = response_logprobs(model, mb);
+    }
     for (std::size_t s = 0; s < mb.size(); ++s)
       out.push_back(lp.logp[std::int64_t(s)].narrow(0, 0, std::int64_t(mb[s].response.size())).clone());
   }
@@ -73,7 +77,8 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
                                        const std::vector<double>& advantages,
                                        const std::vector<torch::Tensor>& logp_old,
                                        const std::vector<torch::Tensor>& logp_ref, const GrpoLossConfig& config,
-                                       double normaliser, int micro_batch, std::vector<double>* new_logp_sums) {
+                                       double normaliser, int micro_batch, model::Autocast autocast,
+                                       std::vector<double>* new_logp_sums) {
   EVOQ_CHECK(micro_batch >= 1, "--micro-batch must be >= 1");
   EVOQ_CHECK(advantages.size() == sequences.size(), "accumulate_grpo_gradients: one advantage per sequence");
   EVOQ_CHECK(logp_old.empty() || logp_old.size() == sequences.size(), "accumulate_grpo_gradients: logp_old size");
@@ -85,7 +90,11 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
   for (std::size_t b = 0; b < sequences.size(); b += std::size_t(micro_batch)) {
     const auto e = std::min(sequences.size(), b + std::size_t(micro_batch));
     const std::vector<PolicySequence> mb(sequences.begin() + std::ptrdiff_t(b), sequences.begin() + std::ptrdiff_t(e));
-    auto lp = response_logprobs(model, mb);
+    TokenLogprobs lp;
+    {
+      model::AutocastScope scope(autocast, device);
+      lp = response_logprobs(model, mb);
+    }
     if (lp.mask.sum().item<double>() == 0) continue;  // nothing to score (empty responses)
     const auto T = lp.logp.size(1);
     GrpoLossInputs in;
@@ -116,7 +125,7 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
 
 StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, const TrainData& data,
                      const std::vector<std::size_t>& step_pairs, std::int64_t step, const GrpoStepConfig& config,
-                     dist::Communicator& comm, const UpdateFn& update) {
+                     dist::Communicator& comm, const UpdateFn& update, RunningPartnerStats* running) {
   EVOQ_CHECK(config.ppo_epochs >= 1, "--ppo-epochs must be >= 1");
   EVOQ_CHECK(config.loss.beta == 0.0 || reference != nullptr, "beta != 0 needs a reference model");
   const auto t_step = Clock::now();
@@ -131,7 +140,7 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
   auto t0 = Clock::now();
   result.rollouts = generate_rollouts(policy, data, mine, step, config.rollout);
   m.rollout_seconds = seconds_since(t0);
-  const auto summary = assign_rewards(result.rollouts, data, step_pairs, config.rollout, comm);
+  const auto summary = assign_rewards(result.rollouts, data, step_pairs, config.rollout, comm, running);
 
   // The sequences of the update, in (image, sample) order.
   std::vector<PolicySequence> seqs;
@@ -155,12 +164,12 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
   std::vector<torch::Tensor> logp_ref, logp_old;
   if (config.loss.beta != 0.0) {
     t0 = Clock::now();
-    logp_ref = sequence_logprobs(*reference, seqs, config.micro_batch);
+    logp_ref = sequence_logprobs(*reference, seqs, config.micro_batch, config.autocast);
     m.reference_seconds = seconds_since(t0);
   }
   if (config.ppo_epochs > 1) {
     t0 = Clock::now();
-    logp_old = sequence_logprobs(model, seqs, config.micro_batch);
+    logp_old = sequence_logprobs(model, seqs, config.micro_batch, config.autocast);
     m.old_seconds = seconds_since(t0);
   }
 
@@ -172,7 +181,8 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
     for (auto& p : model.parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();
     const auto sums = accumulate_grpo_gradients(model, seqs, adv, logp_old, logp_ref, config.loss, normaliser,
-                                                config.micro_batch, epoch == 0 ? &first_logp : nullptr);
+                                                config.micro_batch, config.autocast,
+                                                epoch == 0 ? &first_logp : nullptr);
     // Ranks without sequences still join the gradient reduction: give every trainable tensor a grad.
     for (auto& p : model.parameters())
       if (p.requires_grad() && !p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);

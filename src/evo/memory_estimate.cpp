@@ -72,20 +72,23 @@ MemoryEstimate estimate_training_memory(const model::ModelConfig& c, const Memor
   const double I = double(t.intermediate_size), L = double(t.num_hidden_layers);
   // Saved for backward per token and decoder layer: 6 hidden-size tensors (norm in/out, q, attention
   // out, two residual adds), 4 kv-size (k, v before/after RoPE), 4 MLP tensors (gate, up, act, product).
-  const double layer_act = b * (6.0 * h + 4.0 * kv + 4.0 * I);
-  const double lm_act = plan.activation_checkpointing ? tokens * (L * b * h + layer_act) : tokens * L * layer_act;
+  // Under bf16 autocast the activations are bf16 whatever the parameter dtype.
+  const double a = plan.autocast_bf16 ? 2.0 : b;
+  const double layer_act = a * (6.0 * h + 4.0 * kv + 4.0 * I);
+  const double lm_act = plan.activation_checkpointing ? tokens * (L * a * h + layer_act) : tokens * L * layer_act;
   double vision_act = 0.0;
   if (plan.trainable_scope == "all") {  // the tower runs with gradients only when it is trained
     const auto& v = c.vision;
     const double patches = double(plan.micro_batch_sequences * plan.image_tokens * v.spatial_merge_size *
                                   v.spatial_merge_size);
-    const double w = double(v.width), block_act = b * (6.0 * w + 4.0 * double(v.intermediate_size));
-    vision_act = plan.activation_checkpointing ? patches * (double(v.depth) * b * w + block_act)
+    const double w = double(v.width), block_act = a * (6.0 * w + 4.0 * double(v.intermediate_size));
+    vision_act = plan.activation_checkpointing ? patches * (double(v.depth) * a * w + block_act)
                                                : patches * double(v.depth) * block_act;
   }
-  e.activations = lm_act + vision_act;
-  // Logits in the model dtype, their fp32 log-softmax and its fp32 gradient.
-  e.logits = tokens * double(t.vocab_size) * (b + 8.0);
+  // Autocast keeps a bf16 copy of every weight the forward reads until the backward has used it.
+  e.activations = lm_act + vision_act + (plan.autocast_bf16 && !plan.bf16 ? 2.0 * P : 0.0);
+  // Logits in the compute dtype, their fp32 log-softmax and its fp32 gradient.
+  e.logits = tokens * double(t.vocab_size) * (a + 8.0);
   // Rollouts: each image's prompt KV is shared by its samples, which add their own response KV.
   const double kv_token = 2.0 * L * kv * b;
   e.rollout_kv = kv_token * double(plan.rollout_images) *
@@ -102,7 +105,7 @@ std::string format_memory_table(const MemoryEstimate& e, const MemoryPlan& plan)
   };
   os << "Per-GPU memory estimate: " << plan.ranks << " rank(s), " << (plan.bf16 ? "bf16" : "fp32")
      << " parameters, ZeRO stage " << plan.zero_stage << ", activation checkpointing "
-     << (plan.activation_checkpointing ? "on" : "off") << ", micro-batch " << plan.micro_batch_sequences << " x "
+     << (plan.activation_checkpointing ? "on" : "off") << (plan.autocast_bf16 ? ", bf16 autocast" : "") << ", micro-batch " << plan.micro_batch_sequences << " x "
      << plan.sequence_length << " tokens, reference model " << (plan.reference_model ? "on" : "off")
      << ", trainable scope " << plan.trainable_scope << "\n";
   os << "  parameters: " << e.params.total() << " (vision " << e.params.vision << ", merger " << e.params.merger

@@ -102,10 +102,17 @@ TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySe
   auto h = hidden.index({rows, cols});  // [N, H]
   auto logits = model.logits(h).to(torch::kFloat32);
   auto tgt = i64(target, {std::int64_t(target.size()), 1});
-  auto all = torch::log_softmax(logits, -1);
-  auto lp = all.gather(1, tgt).squeeze(1);  // [N]
   auto logp = torch::zeros({S, T}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   const auto si = i64(out_s, {std::int64_t(out_s.size())}), ti = i64(out_t, {std::int64_t(out_t.size())});
+  if (!torch::GradMode::is_enabled()) {
+    // Reference / old policy: log p = logit - logsumexp, one read of the [N, vocab] logits instead of a
+    // materialised log-softmax (and no entropy: a metric of the policy's pass).
+    auto lp = logits.gather(1, tgt).squeeze(1) - torch::logsumexp(logits, -1);
+    out.logp = logp.index_put({si, ti}, lp);
+    return out;
+  }
+  auto all = torch::log_softmax(logits, -1);
+  auto lp = all.gather(1, tgt).squeeze(1);  // [N]
   out.logp = logp.index_put({si, ti}, lp);
   {
     torch::NoGradGuard no_grad;  // a metric only

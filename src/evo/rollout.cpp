@@ -60,9 +60,52 @@ struct WireStats {
 
 }  // namespace
 
+RunningPartnerStats::RunningPartnerStats(const TrainData& data, double momentum) : momentum_(momentum) {
+  if (!(momentum >= 0.0 && momentum < 1.0))
+    throw UsageError("--running-momentum must be in [0, 1) (got " + std::to_string(momentum) + ")");
+  for (std::size_t p = 0; p < data.pairs.size(); ++p) {
+    pairs_of_[data.pairs[p].i].push_back(p);
+    if (data.pairs[p].j != data.pairs[p].i) pairs_of_[data.pairs[p].j].push_back(p);
+  }
+}
+
+const std::vector<std::size_t>& RunningPartnerStats::pairs_of(std::int64_t image) const {
+  static const std::vector<std::size_t> none;
+  const auto it = pairs_of_.find(image);
+  return it == pairs_of_.end() ? none : it->second;
+}
+
+const ScoreStats* RunningPartnerStats::estimate(std::int64_t image) const {
+  const auto it = estimates_.find(image);
+  return it == estimates_.end() ? nullptr : &it->second;
+}
+
+void RunningPartnerStats::observe(std::int64_t image, const ScoreStats& fresh, int min_valid) {
+  if (fresh.valid < min_valid) return;  // unusable as a partner: keep the older estimate
+  auto [it, first] = estimates_.emplace(image, fresh);
+  if (first) return;
+  auto& e = it->second;
+  e.mean = momentum_ * e.mean + (1.0 - momentum_) * fresh.mean;
+  e.var = momentum_ * e.var + (1.0 - momentum_) * fresh.var;
+  e.valid = fresh.valid;
+}
+
+nlohmann::json RunningPartnerStats::to_json() const {
+  auto out = nlohmann::json::array();
+  for (const auto& [id, e] : estimates_) out.push_back({id, e.valid, e.mean, e.var});
+  return out;
+}
+
+void RunningPartnerStats::load_json(const nlohmann::json& j) {
+  estimates_.clear();
+  for (const auto& row : j)
+    estimates_[row.at(0).get<std::int64_t>()] =
+        ScoreStats{row.at(1).get<int>(), row.at(2).get<double>(), row.at(3).get<double>()};
+}
+
 RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainData& data,
                              const std::vector<std::size_t>& step_pairs, const RolloutConfig& config,
-                             dist::Communicator& comm) {
+                             dist::Communicator& comm, RunningPartnerStats* running) {
   std::vector<std::uint8_t> mine(rollouts.size() * sizeof(WireStats));
   for (std::size_t n = 0; n < rollouts.size(); ++n) {
     const WireStats w{rollouts[n].image, rollouts[n].stats.valid, rollouts[n].stats.mean, rollouts[n].stats.var};
@@ -82,11 +125,22 @@ RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainDat
   for (auto& r : rollouts) {
     // P_i: every partner of x_i among the step's pairs, with p*(x_i, x_j) (1 - p* when x_i is second).
     std::vector<Partner> partners;
-    for (auto p : step_pairs) {
-      if (config.reward_kind != RewardKind::kFidelity) break;
-      const auto& pair = data.pairs.at(p);
-      if (pair.i == r.image) partners.push_back({stats.at(pair.j), pair.p_star});
-      else if (pair.j == r.image) partners.push_back({stats.at(pair.i), 1.0 - pair.p_star});
+    if (config.reward_kind == RewardKind::kFidelity && running) {
+      // every labelled partner: fresh statistics, else the running estimate
+      for (auto p : running->pairs_of(r.image)) {
+        const auto& pair = data.pairs.at(p);
+        const bool first = pair.i == r.image;
+        const auto other = first ? pair.j : pair.i;
+        const auto fresh = stats.find(other);
+        const ScoreStats* s = fresh != stats.end() ? &fresh->second : running->estimate(other);
+        if (s) partners.push_back({*s, first ? pair.p_star : 1.0 - pair.p_star});
+      }
+    } else if (config.reward_kind == RewardKind::kFidelity) {
+      for (auto p : step_pairs) {
+        const auto& pair = data.pairs.at(p);
+        if (pair.i == r.image) partners.push_back({stats.at(pair.j), pair.p_star});
+        else if (pair.j == r.image) partners.push_back({stats.at(pair.i), 1.0 - pair.p_star});
+      }
     }
     FidelityRewards fr;
     if (config.reward_kind == RewardKind::kEstimate) {
@@ -113,6 +167,8 @@ RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainDat
     summary.invalid += fr.invalid;
     summary.partners_skipped += fr.partners_skipped;
   }
+  if (running)  // the same update on every rank: each holds every image's fresh statistics
+    for (const auto& [image, st] : stats) running->observe(image, st, config.reward.min_partner_valid);
   return summary;
 }
 

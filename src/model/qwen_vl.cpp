@@ -1,6 +1,7 @@
 #include "evoq/model/qwen_vl.h"
 
 #include "evoq/core/error.h"
+#include "evoq/model/activation_checkpoint.h"
 #include "evoq/model/mrope.h"
 
 namespace evoq::model {
@@ -68,8 +69,15 @@ torch::Tensor QwenVL::hidden_states(const Inputs& in, std::vector<LayerKV>* kv_o
     mask = mask.unsqueeze(1);  // [B, 1, L, L]
   }
   if (kv_out) kv_out->assign(language_model->layers.size(), {});
-  for (size_t i = 0; i < language_model->layers.size(); ++i)
-    x = language_model->layers[i]->forward(x, cos, sin, mask, kv_out ? &(*kv_out)[i] : nullptr);
+  const bool checkpoint = kv_out == nullptr && checkpoint_now();
+  for (size_t i = 0; i < language_model->layers.size(); ++i) {
+    auto layer = language_model->layers[i];
+    if (checkpoint)
+      x = checkpoint_block([layer, cos, sin, mask](const torch::Tensor& in) { return layer->forward(in, cos, sin, mask, nullptr); },
+                           x, layer->parameters());
+    else
+      x = layer->forward(x, cos, sin, mask, kv_out ? &(*kv_out)[i] : nullptr);
+  }
   return language_model->norm->forward(x);
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "evoq/core/error.h"
+#include "evoq/model/activation_checkpoint.h"
 #include "evoq/model/vision_rope.h"
 #include "evoq/model/window_index.h"
 
@@ -147,7 +148,13 @@ torch::Tensor VisionTower::forward(const torch::Tensor& pixel_values, const torc
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const bool windowed = config_.arch == Arch::Qwen25VL &&
                           std::find(full.begin(), full.end(), static_cast<int64_t>(i)) == full.end();
-    x = blocks_[i]->forward(x, cos, sin, windowed ? window_lengths : image_lengths);
+    const auto& lengths = windowed ? window_lengths : image_lengths;
+    auto block = blocks_[i];
+    if (checkpoint_now())
+      x = checkpoint_block([block, cos, sin, lengths](const torch::Tensor& in) { return block->forward(in, cos, sin, lengths); },
+                           x, block->parameters());
+    else
+      x = block->forward(x, cos, sin, lengths);
   }
   auto merged = merger_->forward(x);
   if (window_order.defined()) merged = merged.index_select(0, torch::argsort(window_order));

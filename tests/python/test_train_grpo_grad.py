@@ -111,3 +111,112 @@ def test_gradient_matches_autograd(setup, case):
     assert compared > 20  # the vision tower, merger, decoder and lm_head all receive gradient
     if case["perturb"] is not None:
         assert result["clipped_tokens"] > 0  # the clip branch is exercised
+
+
+def evoq_grad(d, name, spec, *flags):
+    """`evoq debug-grpo-grad` on `spec` with extra flags -> (result.json, {name: gradient})."""
+    inp = os.path.join(d, name + ".json")
+    json.dump(spec, open(inp, "w"))
+    out = os.path.join(d, name)
+    run([EVOQ, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2", *flags])
+    return json.load(open(os.path.join(out, "result.json"))), load_file(os.path.join(out, "model.safetensors"))
+
+
+def perturbed_spec(setup, beta=0.05, micro_batch=4):
+    """The clipped-ratio case with a reference model (every term of Eq. 5-6 active)."""
+    d, pdir, rdir, policy, ref, seqs, prompts = setup
+    rng = np.random.default_rng(2)
+    with torch.no_grad():
+        new = [response_logprobs(policy, *prompts[s["image"]], s["response"]) for s in seqs]
+    spec = dict(model=pdir, ref_model=rdir, prompt=PROMPT, beta=beta, clip_low=0.2, clip_high=0.25,
+                aggregation="token-mean", micro_batch=micro_batch, sequences=[])
+    for s, t in zip(seqs, new):
+        spec["sequences"].append(dict(s, logp_old=(t + torch.tensor(rng.uniform(-0.3, 0.3, t.shape[0]),
+                                                                     dtype=torch.float32)).tolist()))
+    return spec
+
+
+def test_activation_checkpointing_gives_the_same_gradients(setup):
+    """Recomputing every decoder layer and vision block in backward (the custom autograd Function)
+    changes no gradient: equal to the stored-activation run to float32 round-off, and to PyTorch
+    autograd on the transformers model like the other cases."""
+    d, pdir, rdir, policy, ref, seqs, prompts = setup
+    spec = perturbed_spec(setup)
+    base, g0 = evoq_grad(d, "ckpt-off", spec)
+    ckpt, g1 = evoq_grad(d, "ckpt-on", spec, "--activation-checkpointing")
+    assert ckpt["loss"] == pytest.approx(base["loss"], rel=1e-6, abs=1e-9)
+    old = [torch.tensor(s["logp_old"]) for s in spec["sequences"]]
+    policy.zero_grad()
+    eq5_loss(policy, ref, seqs, prompts, old, 0.05, 0.2, 0.25, "token-mean").backward()
+    compared = 0
+    for name, p in policy.named_parameters():
+        want = p.grad if p.grad is not None else torch.zeros_like(p)
+        scale = want.norm().item()
+        if scale == 0:
+            assert g1[name].abs().max().item() < 1e-9, name
+            continue
+        assert (g1[name] - g0[name]).norm().item() / scale < 1e-5, name
+        assert (g1[name] - want).norm().item() / scale < 1e-4, name
+        compared += 1
+    assert compared > 20 and any(n.startswith("model.visual.blocks") for n in g1)
+
+
+def test_bf16_autocast_close_to_fp32(setup):
+    """--autocast bf16 (CPU autocast here; CUDA in production): the forwards run in bf16 with the fp32
+    weights, so the loss and the gradient stay close to the fp32 ones (bf16 has an 8-bit mantissa:
+    ~1e-2 relative), and differ from them (autocast is really on). With checkpointing too, the
+    recompute must use the same autocast state, so the gradients equal the plain autocast ones."""
+    d = setup[0]
+    spec = perturbed_spec(setup)
+    base, g0 = evoq_grad(d, "ac-off", spec)
+    bf, g1 = evoq_grad(d, "ac-bf16", spec, "--autocast", "bf16")
+    both, g2 = evoq_grad(d, "ac-bf16-ckpt", spec, "--autocast", "bf16", "--activation-checkpointing")
+    assert bf["loss"] == pytest.approx(base["loss"], rel=5e-2, abs=1e-3)
+    flat0 = torch.cat([g.flatten() for g in g0.values()])
+    flat1 = torch.cat([g1[k].flatten() for k in g0])
+    flat2 = torch.cat([g2[k].flatten() for k in g0])
+    cos = torch.nn.functional.cosine_similarity(flat0, flat1, dim=0).item()
+    assert cos > 0.98, cos
+    assert not torch.equal(flat0, flat1)
+    assert (flat2 - flat1).norm().item() <= 1e-5 * flat1.norm().item()
+    assert both["loss"] == pytest.approx(bf["loss"], rel=1e-6, abs=1e-9)
+
+
+def test_dry_run_memory_with_checkpointing_and_autocast():
+    """`evoq train --dry-run` on the real Qwen2-VL-2B config (docs/TRAINING.md memory model), activation
+    rows against the formulas evaluated here by hand: per token and layer b (6 H + 4 kv + 4 I) stored,
+    or only the layer input (b H) per layer plus one layer's activations with checkpointing; bf16
+    autocast: 2-byte activations with fp32 weights plus the 2-byte weight copies the graph keeps."""
+    import re
+    cfg = os.path.join(os.environ.get("EVOQ_TEST_DATA", "tests/data"), "qwen2-vl-2b")
+
+    def rows(*flags):
+        out = run([EVOQ, "train", "--model", cfg, "--dry-run", "--micro-batch", "2", "--max-new-tokens", "112",
+                   *flags]).stdout
+        vals = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^\s+(\w[\w +]*?)\s+([\d.]+) GiB$", out, re.M)}
+        params = int(re.search(r"parameters: (\d+)", out).group(1))
+        return vals, params
+
+    H, kv, I, L = 1536, 2 * 128, 8960, 28
+    w, wI, depth = 1280, 4 * 1280, 32
+    tokens, patches = 2 * (400 + 112), 2 * 256 * 4  # micro-batch x (prompt + response); 256 image tokens x 2x2
+
+    def expected(b, ckpt):
+        layer = b * (6 * H + 4 * kv + 4 * I)
+        block = b * (6 * w + 4 * wI)
+        lm = tokens * (L * b * H + layer) if ckpt else tokens * L * layer
+        vis = patches * (depth * b * w + block) if ckpt else patches * depth * block
+        return (lm + vis) / 2 ** 30
+
+    plain, P = rows()
+    ckpt, _ = rows("--activation-checkpointing")
+    auto, _ = rows("--activation-checkpointing", "--autocast", "bf16")
+    assert plain["activations"] == pytest.approx(expected(4, False), abs=0.006)
+    assert ckpt["activations"] == pytest.approx(expected(4, True), abs=0.006)
+    assert ckpt["activations"] < plain["activations"] / 5
+    assert auto["activations"] == pytest.approx(expected(2, True) + 2 * P / 2 ** 30, abs=0.006)
+    assert auto["weights"] == plain["weights"]  # fp32 weights either way
+    res = run([EVOQ, "train", "--model", cfg, "--dry-run", "--dtype", "bf16", "--autocast", "bf16"], check=False)
+    assert res.returncode != 0 and "--autocast" in res.stderr
+    res = run([EVOQ, "train", "--model", cfg, "--dry-run", "--autocast", "fp8"], check=False)
+    assert res.returncode != 0 and "fp8" in res.stderr

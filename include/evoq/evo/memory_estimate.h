@@ -27,6 +27,7 @@ struct MemoryPlan {
   bool bf16 = true;  // parameter dtype: bf16 (else fp32)
   int zero_stage = 0;  // 0: replicated optimizer; 1: optimizer state sharded; 2: + gradients sharded
   bool activation_checkpointing = false;
+  bool autocast_bf16 = false;  // fp32 parameters, bf16 activations (+ the bf16 weight casts the graph keeps)
   int64_t micro_batch_sequences = 1;
   int64_t sequence_length = 1024;  // prompt (incl. image tokens) + response tokens
   int64_t image_tokens = 256;      // merged image tokens per sequence (part of sequence_length)

@@ -24,7 +24,8 @@ struct PolicySequence {
 struct TokenLogprobs {
   torch::Tensor logp;  // [S, T] float32, log pi(response token t | prompt, tokens < t); 0 at padding
   torch::Tensor mask;  // [S, T] float32, 1 on response tokens
-  torch::Tensor entropy;  // [S, T] float32, entropy of pi(. | prompt, tokens < t) (no grad); 0 at padding
+  torch::Tensor entropy;  // [S, T] float32, entropy of pi(. | prompt, tokens < t) (no grad); 0 at padding;
+                          // only computed when grad mode is on (the policy's pass), else undefined
 };
 
 // log pi(o_t | c, x, o_<t) for every response token of `sequences`, T = longest response.

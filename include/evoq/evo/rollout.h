@@ -6,7 +6,10 @@
 //
 // Reproducibility: sample k of image x is drawn from the engine stream (rollout_seed(seed, step),
 // image id x, k), so the samples do not depend on the rank count or on a resume.
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,11 +70,37 @@ struct RewardSummary {
   int partners_skipped = 0;
 };
 
+// Optional running estimate of q(x_j) for partners absent from a step (`evoq train
+// --absent-partners running`, off by default). Every rank keeps the same copy: after each step's
+// rewards, each image rolled out in the step with at least min_partner_valid valid samples updates
+// its estimate, mean and variance by an exponential moving average
+//   est = momentum * est + (1 - momentum) * fresh   (the first observation is taken as is),
+// valid = the fresh count. With the estimate on, P_i is every labelled partner of x_i (the paper's
+// offline P_i): fresh statistics when the partner was rolled out in this step, else its estimate
+// from earlier steps, else the partner is left out (not counted as skipped).
+class RunningPartnerStats {
+ public:
+  RunningPartnerStats(const TrainData& data, double momentum);
+  double momentum() const { return momentum_; }
+  const std::vector<std::size_t>& pairs_of(std::int64_t image) const;  // indices into data.pairs
+  const ScoreStats* estimate(std::int64_t image) const;                // nullptr: never observed
+  void observe(std::int64_t image, const ScoreStats& fresh, int min_valid);
+  // [[id, valid, mean, var], ...] in ascending id (the checkpoint's trainer JSON) and back.
+  nlohmann::json to_json() const;
+  void load_json(const nlohmann::json& j);
+
+ private:
+  double momentum_;
+  std::map<std::int64_t, std::vector<std::size_t>> pairs_of_;
+  std::map<std::int64_t, ScoreStats> estimates_;
+};
+
 // Shares the score statistics of every rank's images (all_gather_bytes), then fills rewards (Eq. 2-3)
-// and advantages (Eq. 4) of this rank's rollouts. P_i = partners of x_i among the step's pairs.
+// and advantages (Eq. 4) of this rank's rollouts. P_i = partners of x_i among the step's pairs, or,
+// with `running`, every labelled partner (see RunningPartnerStats), whose estimates are then updated.
 // With RewardKind::kEstimate the rewards are EvoEstimate's instead (no partners are used).
 RewardSummary assign_rewards(std::vector<ImageRollout>& rollouts, const TrainData& data,
                              const std::vector<std::size_t>& step_pairs, const RolloutConfig& config,
-                             dist::Communicator& comm);
+                             dist::Communicator& comm, RunningPartnerStats* running = nullptr);
 
 }  // namespace evoq::evo
