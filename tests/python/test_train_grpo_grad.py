@@ -171,7 +171,9 @@ def test_bf16_autocast_close_to_fp32(setup):
     base, g0 = evoq_grad(d, "ac-off", spec)
     bf, g1 = evoq_grad(d, "ac-bf16", spec, "--autocast", "bf16")
     both, g2 = evoq_grad(d, "ac-bf16-ckpt", spec, "--autocast", "bf16", "--activation-checkpointing")
-    assert bf["loss"] == pytest.approx(base["loss"], rel=5e-2, abs=1e-3)
+    # The loss is a mean of O(1) terms (standardised advantages x ratios ~1) that nearly cancel, so its
+    # bf16 error is bounded in absolute terms: 2^-8 relative per term (~4e-3), not relative to the sum.
+    assert abs(bf["loss"] - base["loss"]) < 4e-3, (bf["loss"], base["loss"])
     flat0 = torch.cat([g.flatten() for g in g0.values()])
     flat1 = torch.cat([g1[k].flatten() for k in g0])
     flat2 = torch.cat([g2[k].flatten() for k in g0])
