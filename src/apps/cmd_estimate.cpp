@@ -21,6 +21,7 @@
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
 #include "evoq/gen/vlm_session.h"
+#include "evoq/gen/vote_sampling.h"
 #include "evoq/io/checkpoint_summary.h"
 
 namespace {
@@ -28,18 +29,6 @@ namespace {
 namespace po = boost::program_options;
 using namespace evoq;
 using nlohmann::json;
-
-// The sampling defaults of `evoq vote` (diverse samples; the voting budget of EvoQuality and EvoEstimate
-// is drawn the same way): temperature 1, top_p 1, top_k 50, no repetition penalty.
-gen::SamplingParams estimate_sampling_defaults(const gen::SamplingParams& model_defaults) {
-  gen::SamplingParams p = model_defaults;
-  p.do_sample = true;
-  p.temperature = 1.0;
-  p.top_p = 1.0;
-  p.top_k = 50;
-  p.repetition_penalty = 1.0;
-  return p;
-}
 
 int run(const po::variables_map& vm) {
   auto comm = dist::mpi_world();
@@ -70,7 +59,7 @@ int run(const po::variables_map& vm) {
   prompt = gen::with_reasoning_suffix(prompt, vm["reasoning"].as<bool>());
   auto session = gen::VlmSession::load(model_dir, gen::runtime_dtype(vm), gen::runtime_device(vm));
   gen::EngineOptions engine;
-  engine.sampling = estimate_sampling_defaults(session.defaults);
+  engine.sampling = gen::vote_sampling_defaults(session.defaults);
   gen::apply_sampling_options(vm, engine.sampling);
   engine.seed = seed;
   engine.stop_ids = session.stop_ids;

@@ -16,6 +16,7 @@
 #include "evoq/evo/stop_signal.h"
 #include "evoq/evo/vote_loop.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/vote_sampling.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/io/checkpoint_summary.h"
 
@@ -24,19 +25,6 @@ namespace {
 namespace po = boost::program_options;
 using namespace evoq;
 using nlohmann::json;
-
-// Voting needs diverse samples: a chat model's generation_config is often near-greedy (Qwen2-VL:
-// temperature 0.1, top_k 1), which would make K samples one answer K times. These are the defaults
-// instead; --temperature/--top-p/--top-k/--repetition-penalty override them.
-gen::SamplingParams vote_sampling_defaults(const gen::SamplingParams& model_defaults) {
-  gen::SamplingParams p = model_defaults;
-  p.do_sample = true;
-  p.temperature = 1.0;
-  p.top_p = 1.0;
-  p.top_k = 50;
-  p.repetition_penalty = 1.0;
-  return p;
-}
 
 std::string rank0_string(dist::Communicator& comm, const std::function<std::string()>& compute) {
   const std::string mine = comm.is_root() ? compute() : "";
@@ -80,7 +68,7 @@ int run(const po::variables_map& vm) {
     session = std::make_unique<gen::VlmSession>(
         gen::VlmSession::load(model_dir, gen::runtime_dtype(vm), gen::runtime_device(vm)));
   gen::EngineOptions engine;
-  engine.sampling = vote_sampling_defaults(session ? session->defaults : gen::model_sampling_defaults(model_dir));
+  engine.sampling = gen::vote_sampling_defaults(session ? session->defaults : gen::model_sampling_defaults(model_dir));
   gen::apply_sampling_options(vm, engine.sampling);
   engine.seed = config.seed;
   engine.max_batch_sequences = vm["max-batch-sequences"].as<int>();
