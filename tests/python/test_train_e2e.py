@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_testlib import (EVOQ, brightness_images, build_scoring_model, consistent_pairs, hf_prompt,
+from train_testlib import (EVOQ, brightness_images, eq2_eq3_rewards, build_scoring_model, consistent_pairs, hf_prompt,
                            response_logprobs, run, save_checkpoint, write_labels)
 
 torch.set_num_threads(2)
@@ -62,24 +62,6 @@ def final_weights(out):
 
 def metrics(out):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl")) if line.strip()]
-
-
-def eq2_eq3_rewards(scores, valid, partners, gamma=1e-6, min_valid=2):
-    """Eq. 2-3 for one image: partners = [(mean_j, var_j, valid_j, p_star)]; invalid samples get 0."""
-    v = [s for s, ok in zip(scores, valid) if ok]
-    var_i = np.var(v, ddof=1) if len(v) >= 2 else 0.0
-    used = [(m, var, p) for m, var, n, p in partners if n >= min_valid]
-    out = []
-    for s, ok in zip(scores, valid):
-        if not ok or not used:
-            out.append(0.0)
-            continue
-        r = 0.0
-        for m, var, p in used:
-            pk = 0.5 * (1 + math.erf((s - m) / math.sqrt(var_i + var + gamma) / math.sqrt(2)))
-            r += math.sqrt(p * pk) + math.sqrt((1 - p) * (1 - pk))
-        out.append(r / len(used))
-    return out
 
 
 def test_outputs_and_reward_oracle(setup, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from train_testlib import (EVOQ, brightness_images, build_scoring_model, consistent_pairs, run, save_checkpoint,
+from train_testlib import (EVOQ, eq2_eq3_rewards, brightness_images, build_scoring_model, consistent_pairs, run, save_checkpoint,
                            write_labels)
 
 torch.set_num_threads(1)
@@ -38,23 +38,6 @@ def train(setup, out, steps, *extra):
                 "--micro-batch", "8", "--threads", "1", "--seed", "5", "--beta", "0", "--lr", "0",
                 "--absent-partners", "running", "--running-momentum", str(MOMENTUM), "--checkpoint-every", "3",
                 *extra])
-
-
-def rewards(scores, valid, partners, gamma=1e-6, min_valid=2):
-    """Eq. 2-3: partners = [(mean_j, var_j, valid_j, p_star)]; invalid samples and no usable partner: 0."""
-    v = [s for s, ok in zip(scores, valid) if ok]
-    var_i = np.var(v, ddof=1) if len(v) >= 2 else 0.0
-    used = [(m, var, p) for m, var, n, p in partners if n >= min_valid]
-    out = []
-    for s, ok in zip(scores, valid):
-        if not ok or not used:
-            out.append(0.0)
-            continue
-        r = sum(math.sqrt(p * pk) + math.sqrt((1 - p) * (1 - pk))
-                for m, var, p in used
-                for pk in [0.5 * (1 + math.erf((s - m) / math.sqrt(var_i + var + gamma) / math.sqrt(2)))])
-        out.append(r / len(used))
-    return out
 
 
 def test_running_estimate_for_absent_partners(setup, tmp_path):
@@ -84,7 +67,7 @@ def test_running_estimate_for_absent_partners(setup, tmp_path):
                     absent_used += 1
                     late_absent += step >= 3
             rows = np.where(seq_image == k)[0]
-            want = rewards(list(score[rows]), list(valid[rows]), partners)
+            want = eq2_eq3_rewards(list(score[rows]), list(valid[rows]), partners)
             np.testing.assert_allclose(f["reward"][rows], want, atol=1e-9, err_msg=f"step {step} image {i}")
             assert f["partners_used"][k] == sum(1 for x in partners if x[2] >= 2)
         for i, (m, var, n) in fresh.items():  # the estimate after this step

@@ -2,6 +2,7 @@
 (real Qwen2-VL tokenizer, fixed seeds, nothing downloaded), small images, hand-made labels.h5 files
 (docs/FORMATS.md "labels.h5") and helpers to run `evoq train`."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -200,3 +201,21 @@ def consistent_pairs(n, count, seed=0):
         pairs.append((int(a), int(b)))
         p_star.append(1.0 if a > b else 0.0)
     return pairs, p_star
+
+
+def eq2_eq3_rewards(scores, valid, partners, gamma=1e-6, min_valid=2):
+    """Eq. 2-3 for one image: partners = [(mean_j, var_j, valid_j, p_star)]; invalid samples get 0."""
+    v = [s for s, ok in zip(scores, valid) if ok]
+    var_i = np.var(v, ddof=1) if len(v) >= 2 else 0.0
+    used = [(m, var, p) for m, var, n, p in partners if n >= min_valid]
+    out = []
+    for s, ok in zip(scores, valid):
+        if not ok or not used:
+            out.append(0.0)
+            continue
+        r = 0.0
+        for m, var, p in used:
+            pk = 0.5 * (1 + math.erf((s - m) / math.sqrt(var_i + var + gamma) / math.sqrt(2)))
+            r += math.sqrt(p * pk) + math.sqrt((1 - p) * (1 - pk))
+        out.append(r / len(used))
+    return out
