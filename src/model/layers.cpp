@@ -20,12 +20,18 @@ int64_t skinny_rows() {
   }();
   return rows;
 }
+
+// The weight-left product returns [out, rows] and pays a transposing copy of the result; below about
+// 256 input features that copy costs more than the repacking it saves (tiny config, hidden 64: decode
+// 2.3 s -> 8.2 s with it, docs/BENCHMARKS.md), so narrow projections keep torch's linear.
+constexpr int64_t kSkinnyMinInFeatures = 256;
 }  // namespace
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const int64_t in = x.size(-1);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
-  if (!x.device().is_cpu() || rows < 2 || rows > skinny_rows()) return torch::nn::functional::linear(x, weight, bias);
+  if (!x.device().is_cpu() || rows < 2 || rows > skinny_rows() || in < kSkinnyMinInFeatures)
+    return torch::nn::functional::linear(x, weight, bias);
   auto out = weight.matmul(x.reshape({rows, in}).t()).t();  // [rows, out], weight as the left operand
   if (bias.defined()) out = out + bias;
   auto sizes = x.sizes().vec();
