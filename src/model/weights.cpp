@@ -5,6 +5,9 @@
 #include <map>
 #include <set>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "evoq/core/error.h"
 #include "evoq/io/atomic_file.h"
 
@@ -62,6 +65,18 @@ torch::Tensor to_torch(const io::TensorView& view) {
   return torch::from_blob(const_cast<std::uint8_t*>(view.data), view.shape, torch::TensorOptions().dtype(dtype));
 }
 
+// Drops the mapped file pages of a tensor already copied into its parameter: without this the whole
+// checkpoint stays resident next to the parameters until the mapping closes, and the load's peak RSS
+// is twice the model (3.7 GB for the 0.42B "small" config in fp32). The mapping is read-only and
+// private, so the pages are only released, and re-read from the file if touched again.
+void release_mapped_pages(const io::TensorView& view) {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(view.data);
+  const std::uintptr_t first = (begin + page - 1) / page * page;  // whole pages inside the tensor only:
+  const std::uintptr_t last = (begin + view.nbytes) / page * page;  // its neighbours may still be needed
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 void load_weights(QwenVL& model, const io::Checkpoint& checkpoint) {
   torch::NoGradGuard no_grad;
   const bool tied = model.config().tie_word_embeddings;
@@ -83,6 +98,7 @@ void load_weights(QwenVL& model, const io::Checkpoint& checkpoint) {
                ": tensor ", found->second, " has shape ", c10::IntArrayRef(view.shape), " but the config needs ",
                param.sizes());
     param.copy_(to_torch(view));
+    release_mapped_pages(view);
     used.insert(name);
   }
   for (const auto& [name, key] : by_name)
