@@ -43,6 +43,15 @@ if [ ! -f "$model/model.safetensors" ] || { [ -f "$model/warmup.json" ] && [ "$r
   EVOQ_DISTORT="$bin/distort" "$py" "$root/data_prep/make_default_model.py" "$model"
 fi
 "$bin/evoq" inspect-checkpoint "$model" --no-hash | tail -n 1
+# A run continues only with the model it started with (evoq refuses to mix votes of two models): after a
+# rebuild, the previous run is moved aside.
+model_sum=$(sha256sum "$model/model.safetensors" | cut -d' ' -f1)
+recorded_sum=$(cat "$run/model.sha256" 2>/dev/null || true)
+if [ "$recorded_sum" != "$model_sum" ] && compgen -G "$run/*.h5*" >/dev/null; then
+  echo "$run was started with another model${recorded_sum:+ (sha256 $recorded_sum)}: moving it to $run.previous-model"
+  rm -rf "$run.previous-model" && mv "$run" "$run.previous-model" && mkdir -p "$run"
+fi
+echo "$model_sum" > "$run/model.sha256"
 
 step "2. synthetic distortions: training pool ($train_refs training references) and held-out test set (last 6)"
 mkdir -p "$run/refs-train" "$run/refs-test"
