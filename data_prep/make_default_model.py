@@ -37,6 +37,7 @@ import make_tiny_model  # noqa: E402  (same directory)
 REFS_DIR = os.path.join(ROOT, "data", "cq100-mini")
 HELD_OUT = 6  # the last 6 references: scripts/demo.sh's held-out split
 PAD = 151643  # <|endoftext|>
+IMAGE_PAD = 151655  # <|image_pad|>
 THREADS = 1  # 2 threads ran 4-8x slower than 1 on this shared 2-core machine
 SYSTEM = "You are a helpful assistant."
 # The paper's prompts exactly as evoq sends them (include/evoq/gen/prompts.h).
@@ -95,6 +96,13 @@ def distort(binary, names, out_dir, types, levels, seed):
 def level_to_score(level):
     """True level 1..5 -> target score in [1, 5] (less distortion, higher score): 4.6, 3.8, ..., 1.4."""
     return 4.6 - 0.8 * (level - 1)
+
+
+def image_tokens(ids):
+    """mm_token_type_ids for transformers: without it, Qwen2.5-VL gives the image tokens text positions
+    instead of their M-RoPE (t, h, w) positions, and a model trained that way disagrees with evoq (and
+    with itself when called with it)."""
+    return (ids == IMAGE_PAD).int()
 
 
 def chat_text(n_images, prompt):
@@ -211,7 +219,8 @@ def batch_loss(model, batch, negatives, enc, answer_weight):
         weights += answer_weights(resp, enc, answer_weight)
     pix = torch.cat([b[1] for b in batch])
     grid = torch.cat([b[2] for b in batch])
-    hidden = model.model(input_ids=ids, attention_mask=mask, pixel_values=pix, image_grid_thw=grid).last_hidden_state
+    hidden = model.model(input_ids=ids, attention_mask=mask, pixel_values=pix, image_grid_thw=grid,
+                         mm_token_type_ids=image_tokens(ids)).last_hidden_state
     hidden = hidden[torch.tensor(rows), torch.tensor(cols)]
     targets = torch.tensor(targets)
     w = torch.tensor(weights)
@@ -411,8 +420,9 @@ def probe(model, enc, rows):
                     if i == j or rs[i]["level"] == rs[j]["level"] or rs[i]["type"] != rs[j]["type"]:
                         continue
                     ids, pix, grid = enc.prompt([rs[i]["path"], rs[j]["path"]], COMPARE_PROMPT + " " + SUFFIX)
-                    h = model.model(input_ids=torch.tensor([ids + prefix]), pixel_values=pix,
-                                    image_grid_thw=grid).last_hidden_state[0, -1]
+                    seq = torch.tensor([ids + prefix])
+                    h = model.model(input_ids=seq, pixel_values=pix, image_grid_thw=grid,
+                                    mm_token_type_ids=image_tokens(seq)).last_hidden_state[0, -1]
                     l = model.lm_head.weight[[zero, one]] @ h
                     total += 1
                     correct += bool(l[0] > l[1]) == (rs[i]["level"] < rs[j]["level"])
@@ -421,8 +431,9 @@ def probe(model, enc, rows):
         expect, levels = [], []
         for r in rows:
             ids, pix, grid = enc.prompt([r["path"]], SCORE_PROMPT)
-            h = model.model(input_ids=torch.tensor([ids + prefix]), pixel_values=pix,
-                            image_grid_thw=grid).last_hidden_state[0, -1]
+            seq = torch.tensor([ids + prefix])
+            h = model.model(input_ids=seq, pixel_values=pix, image_grid_thw=grid,
+                            mm_token_type_ids=image_tokens(seq)).last_hidden_state[0, -1]
             p = torch.softmax(model.lm_head.weight[digits] @ h, 0)
             expect.append(float((p * torch.arange(1, 6)).sum()))
             levels.append(r["level"])
@@ -432,7 +443,8 @@ def probe(model, enc, rows):
 def generate(model, enc, paths, prompt, max_new_tokens=24):
     ids, pix, grid = enc.prompt(paths, prompt)
     with torch.no_grad():
-        out = model.generate(input_ids=torch.tensor([ids]), pixel_values=pix, image_grid_thw=grid,
+        seq = torch.tensor([ids])
+        out = model.generate(input_ids=seq, pixel_values=pix, image_grid_thw=grid, mm_token_type_ids=image_tokens(seq),
                              do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=[enc.end, 151643],
                              pad_token_id=151643)
     return enc.tok.decode(out[0, len(ids):], skip_special_tokens=True)

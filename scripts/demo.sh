@@ -18,13 +18,15 @@ bin=$build/bin
 venv=${EVOQ_VENV:-${EVOQ_CACHE:-$HOME/.cache/evoq}/venv}
 py=$venv/bin/python
 run=${EVOQ_RUN_DIR:-$root/run/demo}
+run=$(mkdir -p "$run" && cd "$run" && pwd)  # absolute: the pair files store image paths relative to it
 model=${EVOQ_DEMO_MODEL:-${EVOQ_CACHE:-$HOME/.cache/evoq}/models/evoq-default}
 train_refs=${EVOQ_DEMO_TRAIN_REFS:-12}   # training references in the pool
 pool_pairs=${EVOQ_DEMO_PAIRS:-48}         # pairs voted in the round
-test_pairs=${EVOQ_DEMO_TEST_PAIRS:-40}    # held-out pairs for the pseudo-label accuracy
+test_pairs=${EVOQ_DEMO_TEST_PAIRS:-40}    # held-out pairs (same reference and type) for the pseudo-label accuracy
 K=${EVOQ_DEMO_K:-8}
 train_steps=${EVOQ_DEMO_STEPS:-8}
 pairs_per_step=${EVOQ_DEMO_PAIRS_PER_STEP:-6}
+lr=${EVOQ_DEMO_LR:-2e-4}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
 mpirun=(mpirun -np 2 --oversubscribe)
@@ -67,7 +69,10 @@ run = sys.argv[1]
 for split in ("train", "test"):
     rows = list(csv.DictReader(open(f"{run}/distorted-{split}/manifest.csv")))
     with open(f"{run}/{split}-pool.txt", "w") as f:  # evoq's manifest: path,reference_id (no level!)
-        for r in rows: f.write(f"{r['path']},{r['reference_id']}\n")
+        for r in rows:
+            # held-out pairs keep one distortion type: levels of two types have no true order
+            group = r["reference_id"] + (":" + r["type"] if split == "test" else "")
+            f.write(f"{r['path']},{group}\n")
     with open(f"{run}/{split}-levels.csv", "w", newline="") as f:  # eval CSV: score = -level (higher = better)
         w = csv.writer(f); w.writerow(["path", "score"])
         for r in rows: w.writerow([r["path"], -int(r["level"])])
@@ -86,7 +91,7 @@ step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> tra
   --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \
   --eval-dataset "csv:$run/test-levels.csv" \
   --vote-args "${vote_args[*]}" \
-  --train-args "--steps $train_steps --pairs-per-step $pairs_per_step --samples 4 --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
+  --train-args "--steps $train_steps --pairs-per-step $pairs_per_step --samples 4 --max-new-tokens 32 --micro-batch 8 --lr $lr --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
   --eval-args "--max-new-tokens 32 --log-level warn"
 
 step "5. after the round: votes on the same held-out pairs"
@@ -106,7 +111,7 @@ def accuracy(path):
     right = wrong = tie = none = 0
     for a, b, ps in zip(pi, pj, p):
         la, lb = level[a], level[b]
-        if la == lb: continue  # same level, different type: no true order
+        if la == lb: continue  # no true order
         if np.isnan(ps): none += 1
         elif ps == 0.5: tie += 1
         elif (ps == 1.0) == (la < lb): right += 1
