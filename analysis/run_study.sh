@@ -28,11 +28,12 @@ model=${STUDY_MODEL:-${EVOQ_CACHE:-$HOME/.cache/evoq}/models/evoq-default}
 seeds=${STUDY_SEEDS:-"1 2 3"}
 Ks=${STUDY_KS:-"1 8 16 32"}
 train_refs=${STUDY_TRAIN_REFS:-12}
-pairs=${STUDY_PAIRS:-16}            # pairs voted (EvoQuality) / whose images are estimated (EvoEstimate) per round
-steps=${STUDY_STEPS:-3}             # GRPO steps per round
-pps=${STUDY_PAIRS_PER_STEP:-4}      # pairs (EvoQuality) or images (EvoEstimate) per step
+pairs=${STUDY_PAIRS:-24}            # pairs voted (EvoQuality) / whose images are estimated (EvoEstimate) per round
+steps=${STUDY_STEPS:-4}             # GRPO steps per round
+pps=${STUDY_PAIRS_PER_STEP:-6}      # pairs (EvoQuality) or images (EvoEstimate) per step
 train_k=${STUDY_TRAIN_SAMPLES:-4}   # rollouts per image
-test_pairs=${STUDY_TEST_PAIRS:-30}
+lr=${STUDY_LR:-1e-4}                # GRPO learning rate (the demo's)
+test_pairs=${STUDY_TEST_PAIRS:-40}
 jobs_max=${STUDY_JOBS:-2}
 stride=${STUDY_SEED_STRIDE:-1000}  # evolve --seed = stride x study seed (the control study used 1)
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -59,7 +60,10 @@ data = sys.argv[1]
 for split in ("train", "test"):
     rows = list(csv.DictReader(open(f"{data}/distorted-{split}/manifest.csv")))
     with open(f"{data}/{split}-pool.txt", "w") as f:  # evoq's manifest: path,reference_id (no level)
-        for r in rows: f.write(f"{r['path']},{r['reference_id']}\n")
+        for r in rows:
+            # held-out pairs keep one distortion type (levels of two types have no true order), as the demo
+            group = r["reference_id"] + (":" + r["type"] if split == "test" else "")
+            f.write(f"{r['path']},{group}\n")
     with open(f"{data}/{split}-levels.csv", "w", newline="") as f:  # eval CSV: score = -level (higher = better)
         w = csv.writer(f); w.writerow(["path", "score"])
         for r in rows: w.writerow([r["path"], -int(r["level"])])
@@ -103,7 +107,7 @@ evolve() {  # evolve METHOD K SEED ROUNDS
     --eval-dataset "csv:$data/test-levels.csv" \
     --vote-args "-K $K --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn" \
     --estimate-args "-K $K --max-new-tokens 32 --batch-images 8 --threads 1 --log-level warn" \
-    --train-args "--steps $steps --pairs-per-step $units --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr 2e-4 --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
+    --train-args "--steps $steps --pairs-per-step $units --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr $lr --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
     --eval-args "$eval_args"
   for t in $(seq 1 "$rounds"); do
     measure "$run/round_$t/model" "$run/round_$t" $([ "$t" = "$rounds" ] && echo csiq)

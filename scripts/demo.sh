@@ -26,7 +26,7 @@ test_pairs=${EVOQ_DEMO_TEST_PAIRS:-40}    # held-out pairs (same reference and t
 K=${EVOQ_DEMO_K:-8}
 train_steps=${EVOQ_DEMO_STEPS:-8}
 pairs_per_step=${EVOQ_DEMO_PAIRS_PER_STEP:-6}
-lr=${EVOQ_DEMO_LR:-2e-4}
+lr=${EVOQ_DEMO_LR:-1e-4}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
 mpirun=(mpirun -np 2 --oversubscribe)
