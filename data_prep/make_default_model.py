@@ -105,6 +105,12 @@ def image_tokens(ids):
     return (ids == IMAGE_PAD).int()
 
 
+def hidden_states(model, ids, pix, grid, mask=None):
+    """The LM's last hidden states [B, L, D] as the warm-up and the probes compute them."""
+    return model.model(input_ids=ids, attention_mask=mask, pixel_values=pix, image_grid_thw=grid,
+                       mm_token_type_ids=image_tokens(ids)).last_hidden_state
+
+
 def chat_text(n_images, prompt):
     user = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
     return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}{prompt}<|im_end|>\n"
@@ -219,8 +225,7 @@ def batch_loss(model, batch, negatives, enc, answer_weight):
         weights += answer_weights(resp, enc, answer_weight)
     pix = torch.cat([b[1] for b in batch])
     grid = torch.cat([b[2] for b in batch])
-    hidden = model.model(input_ids=ids, attention_mask=mask, pixel_values=pix, image_grid_thw=grid,
-                         mm_token_type_ids=image_tokens(ids)).last_hidden_state
+    hidden = hidden_states(model, ids, pix, grid, mask)
     hidden = hidden[torch.tensor(rows), torch.tensor(cols)]
     targets = torch.tensor(targets)
     w = torch.tensor(weights)
@@ -420,9 +425,7 @@ def probe(model, enc, rows):
                     if i == j or rs[i]["level"] == rs[j]["level"] or rs[i]["type"] != rs[j]["type"]:
                         continue
                     ids, pix, grid = enc.prompt([rs[i]["path"], rs[j]["path"]], COMPARE_PROMPT + " " + SUFFIX)
-                    seq = torch.tensor([ids + prefix])
-                    h = model.model(input_ids=seq, pixel_values=pix, image_grid_thw=grid,
-                                    mm_token_type_ids=image_tokens(seq)).last_hidden_state[0, -1]
+                    h = hidden_states(model, torch.tensor([ids + prefix]), pix, grid)[0, -1]
                     l = model.lm_head.weight[[zero, one]] @ h
                     total += 1
                     correct += bool(l[0] > l[1]) == (rs[i]["level"] < rs[j]["level"])
@@ -431,9 +434,7 @@ def probe(model, enc, rows):
         expect, levels = [], []
         for r in rows:
             ids, pix, grid = enc.prompt([r["path"]], SCORE_PROMPT)
-            seq = torch.tensor([ids + prefix])
-            h = model.model(input_ids=seq, pixel_values=pix, image_grid_thw=grid,
-                            mm_token_type_ids=image_tokens(seq)).last_hidden_state[0, -1]
+            h = hidden_states(model, torch.tensor([ids + prefix]), pix, grid)[0, -1]
             p = torch.softmax(model.lm_head.weight[digits] @ h, 0)
             expect.append(float((p * torch.arange(1, 6)).sum()))
             levels.append(r["level"])

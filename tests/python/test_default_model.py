@@ -103,3 +103,31 @@ def test_evoq_answers_are_mostly_valid(format_model, tmp_path):
     ok = [s for s in scores if s["valid"] == 1]
     assert len(ok) >= 0.8 * len(scores), scores
     assert all(1.0 <= s["mean"] <= 5.0 for s in ok)
+
+
+def test_builder_forward_agrees_with_evoq(format_model, tmp_path):
+    """The warm-up trains through make_default_model.hidden_states; evoq must compute the same logits on
+    the built model, or the perception the warm-up teaches does not reach evoq (transformers without
+    mm_token_type_ids gives image tokens text positions: the default model was once trained that way,
+    and evoq's answers on it were unrelated to the images)."""
+    import numpy as np
+    import torch
+    import transformers as tf
+    from safetensors.torch import save_file
+    sys.path.insert(0, os.path.join(SRC, "data_prep"))
+    import make_default_model as builder
+    images = held_out_images(tmp_path)
+    enc = builder.Encoder(str(format_model))
+    ids, pix, grid = enc.prompt(images[:2], builder.COMPARE_PROMPT + " " + builder.SUFFIX)
+    model = tf.Qwen2_5_VLForConditionalGeneration.from_pretrained(format_model).eval()
+    seq = torch.tensor([ids])
+    with torch.no_grad():
+        want = (builder.hidden_states(model, seq, pix, grid)[0] @ model.lm_head.weight.t()).numpy()
+    inputs = tmp_path / "inputs.safetensors"
+    save_file({"input_ids": seq, "pixel_values": pix.contiguous(), "image_grid_thw": grid.to(torch.int64)}, str(inputs))
+    out = tmp_path / "logits.npy"
+    subprocess.run([EVOQ, "forward", "--model", str(format_model), "--inputs", str(inputs), "--out", str(out),
+                    "--all-positions", "--threads", "1", "--log-level", "warn"], check=True)
+    got = np.load(out)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
