@@ -306,19 +306,23 @@ def engineer_vision(visual, gen, constant=30.0, energy_scale=10.0, gamma=4.0):
     attn.proj.weight[IMAGE_FINE, 0] = attn.proj.weight[IMAGE_MID, 1] = 1.0
 
 
+def tower_activations(visual, enc, rows, module, pick):
+    """pick(input, output) of `module` for each image row, with the vision tower run on that image alone."""
+    captured = []
+    hook = module.register_forward_hook(lambda m, i, o: captured.append(pick(i[0], o).detach()))
+    try:
+        with torch.no_grad():
+            for r in rows:
+                visual(*enc.image(r["path"]))
+        return captured
+    finally:
+        hook.remove()
+
+
 def image_mean_shares(visual, enc, rows):
     """The two image-mean band shares as the merger's first layer sees them (after ln_q), per image."""
-    captured = []
-    hook = visual.merger.mlp[0].register_forward_hook(lambda m, i, o: captured.append(i[0].detach()))
-    out = []
-    with torch.no_grad():
-        for r in rows:
-            pix, grid = enc.image(r["path"])
-            visual(pix, grid_thw=grid)
-            x = captured.pop()
-            out.append(torch.stack([x[:, IMAGE_FINE].mean(), x[:, IMAGE_MID].mean()]))
-    hook.remove()
-    return torch.stack(out)
+    inputs = tower_activations(visual, enc, rows, visual.merger.mlp[0], lambda i, o: i)
+    return torch.stack([torch.stack([x[:, IMAGE_FINE].mean(), x[:, IMAGE_MID].mean()]) for x in inputs])
 
 
 def fit_quality_readout(visual, enc, rows, gen, units=32, spread=0.5, ridge=1e-2, gain=1.0, constant=8.0):
@@ -342,17 +346,13 @@ def fit_quality_readout(visual, enc, rows, gen, units=32, spread=0.5, ridge=1e-2
             # the 4 merged patches carry the same image mean: each gets a quarter of the weight
             first.weight[j, [32 * p + ch for p in range(4)]] = a[j, k] / (4 * std[k])
         first.bias[j] = c[j] - float(a[j] @ (mean / std))
-    captured = []
-    hook = visual.merger.mlp[1].register_forward_hook(lambda m, i, o: captured.append(o[:, :units].detach()))
+    def features(rows_):  # the GELU units of every image token, per image
+        return tower_activations(visual, enc, rows_, visual.merger.mlp[1], lambda i, o: o[:, :units])
+
     xs, ys = [], []
-    with torch.no_grad():
-        for r in rows:
-            pix, grid = enc.image(r["path"])
-            visual(pix, grid_thw=grid)
-            h = captured.pop()
-            xs.append(torch.cat([h, torch.ones(len(h), 1)], 1))
-            ys.append(torch.full((len(h),), 3.0 - r["level"]))
-    hook.remove()
+    for r, h in zip(rows, features(rows)):
+        xs.append(torch.cat([h, torch.ones(len(h), 1)], 1))
+        ys.append(torch.full((len(h),), 3.0 - r["level"]))
     x, y = torch.cat(xs).double(), torch.cat(ys).double()
     coef = torch.linalg.solve(x.T @ x + ridge * len(x) * torch.eye(units + 1, dtype=x.dtype), x.T @ y).float()
     scale = gain / float((x.float() @ coef).std())  # unit-variance estimate
@@ -364,16 +364,7 @@ def fit_quality_readout(visual, enc, rows, gen, units=32, spread=0.5, ridge=1e-2
 
     def estimate(rows_):
         """q per image: the mean over its tokens of the readout (3 - level scale)."""
-        hook = visual.merger.mlp[1].register_forward_hook(lambda m, i, o: captured.append(o[:, :units].detach()))
-        out = []
-        with torch.no_grad():
-            for r in rows_:
-                pix, grid = enc.image(r["path"])
-                visual(pix, grid_thw=grid)
-                h = captured.pop()
-                out.append(float((h @ coef[:units]).mean() + coef[units]))
-        hook.remove()
-        return out
+        return [float((h @ coef[:units]).mean() + coef[units]) for h in features(rows_)]
     return coef, estimate
 
 
