@@ -4,8 +4,9 @@
 #      real tokenizer, short warm-up on the TRAINING references of data/cq100-mini; seeded),
 #   2. makes synthetic distortions with known levels: a training pool from training references and a
 #      test set from the 6 HELD-OUT references (never used by the warm-up or by the evolution round),
-#   3. measures the model before the round on the held-out set: pseudo-label accuracy of its votes
-#      against the true distortion order, and SRCC/PLCC of its scores against the true order,
+#   3. measures the model before the round on the held-out set: pseudo-label accuracy of its votes on
+#      pairs of one reference and one distortion type against the true level order, and SRCC/PLCC of
+#      its scores against the true order,
 #   4. runs ONE EvoQuality round with 2 MPI ranks: `evoq evolve` (pairs -> vote -> GRPO train -> eval),
 #      with no label of any kind,
 #   5. measures the evolved model the same way and prints before/after, honestly, whatever they are.
