@@ -54,20 +54,7 @@ for split in train test; do
   [ -f "$data/distorted-$split/manifest.csv" ] || "$bin/distort" --input "$data/refs-$split" \
     --out "$data/distorted-$split" --preset grid --types gaussian_blur,white_noise,jpeg --levels 1,3,5 --seed 7 >/dev/null
 done
-"$py" - "$data" <<'PY'
-import csv, sys
-data = sys.argv[1]
-for split in ("train", "test"):
-    rows = list(csv.DictReader(open(f"{data}/distorted-{split}/manifest.csv")))
-    with open(f"{data}/{split}-pool.txt", "w") as f:  # evoq's manifest: path,reference_id (no level)
-        for r in rows:
-            # held-out pairs keep one distortion type (levels of two types have no true order), as the demo
-            group = r["reference_id"] + (":" + r["type"] if split == "test" else "")
-            f.write(f"{r['path']},{group}\n")
-    with open(f"{data}/{split}-levels.csv", "w", newline="") as f:  # eval CSV: score = -level (higher = better)
-        w = csv.writer(f); w.writerow(["path", "score"])
-        for r in rows: w.writerow([r["path"], -int(r["level"])])
-PY
+"$py" "$root/data_prep/write_pools.py" "$data" >/dev/null
 [ -f "$data/test-pairs.h5" ] || "$bin/evoq" pairs --manifest "$data/test-pool.txt" --mode same-reference \
   -n "$test_pairs" --seed 11 --out "$data/test-pairs.h5" --log-level warn
 csiq="csv:$root/tests/data/csiq-sample/dmos.csv"

@@ -64,21 +64,7 @@ for split in train test; do
   [ -f "$run/distorted-$split/manifest.csv" ] || "$bin/distort" --input "$run/refs-$split" --out "$run/distorted-$split" \
     --preset grid --types gaussian_blur,white_noise,jpeg --levels 1,3,5 --seed 7 >/dev/null
 done
-"$py" - "$run" <<'PY'
-import csv, sys
-run = sys.argv[1]
-for split in ("train", "test"):
-    rows = list(csv.DictReader(open(f"{run}/distorted-{split}/manifest.csv")))
-    with open(f"{run}/{split}-pool.txt", "w") as f:  # evoq's manifest: path,reference_id (no level!)
-        for r in rows:
-            # held-out pairs keep one distortion type: levels of two types have no true order
-            group = r["reference_id"] + (":" + r["type"] if split == "test" else "")
-            f.write(f"{r['path']},{group}\n")
-    with open(f"{run}/{split}-levels.csv", "w", newline="") as f:  # eval CSV: score = -level (higher = better)
-        w = csv.writer(f); w.writerow(["path", "score"])
-        for r in rows: w.writerow([r["path"], -int(r["level"])])
-    print(f"{split}: {len(rows)} distorted images of {len({r['reference_id'] for r in rows})} references")
-PY
+"$py" "$root/data_prep/write_pools.py" "$run"
 [ -f "$run/test-pairs.h5" ] || "$bin/evoq" pairs --manifest "$run/test-pool.txt" --mode same-reference \
   -n "$test_pairs" --seed 11 --out "$run/test-pairs.h5" --log-level warn
 
