@@ -8,6 +8,8 @@ build=${EVOQ_BUILD_DIR:-$root/build}
 export CCACHE_DIR=${CCACHE_DIR:-${EVOQ_CACHE:-$HOME/.cache/evoq}/ccache}
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# Paths under the clone are hashed relative to it, so clones and worktrees elsewhere share the cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 jobs=${EVOQ_JOBS:-$(nproc)}
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DEVOQ_PYTHON="$venv/bin/python" "$@" >&2
