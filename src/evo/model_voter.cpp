@@ -19,6 +19,8 @@ ModelVoter::ModelVoter(const gen::VlmSession& session, std::string prompt, gen::
 
 double ModelVoter::prefill_seconds() const { return decoder_->prefill_seconds(); }
 double ModelVoter::decode_seconds() const { return decoder_->decode_seconds(); }
+int64_t ModelVoter::prefills_run() const { return decoder_->prefills_run(); }
+int64_t ModelVoter::prefills_reused() const { return decoder_->prefills_reused(); }
 
 const ModelVoter::PairPrompts& ModelVoter::prompts_of(const PairTask& task) {
   auto it = prompts_.find(task.pair_index);
@@ -28,6 +30,8 @@ const ModelVoter::PairPrompts& ModelVoter::prompts_of(const PairTask& task) {
     const std::string a = task.pairs->resolve(task.image_i), b = task.pairs->resolve(task.image_j);
     p.shown[0] = session_.build_prompt({a, b}, prompt_);
     p.shown[1] = session_.build_prompt({b, a}, prompt_);
+    // The decoder keeps each shown order's prefill across the pair's waves under this key.
+    for (int shown = 0; shown < 2; ++shown) p.shown[std::size_t(shown)].cache_key = 2 * task.pair_index + shown;
   } catch (const Error& e) {
     p.error = e.what();
   }
@@ -38,7 +42,11 @@ std::vector<WaveResult> ModelVoter::operator()(const std::vector<PairWave>& wave
   // Keep only the prompts of pairs still being voted.
   std::set<std::int64_t> live;
   for (const auto& w : waves) live.insert(w.task->pair_index);
-  std::erase_if(prompts_, [&](const auto& kv) { return !live.count(kv.first); });
+  std::erase_if(prompts_, [&](const auto& kv) {
+    if (live.count(kv.first)) return false;
+    for (const auto& shown : kv.second.shown) decoder_->forget_prompt(shown.cache_key);
+    return true;
+  });
 
   std::vector<WaveResult> out(waves.size());
   std::vector<gen::GenerationRequest> requests;

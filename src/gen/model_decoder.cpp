@@ -1,7 +1,6 @@
 #include "evoq/gen/model_decoder.h"
 
 #include <chrono>
-#include <unordered_map>
 
 #include "evoq/core/error.h"
 
@@ -13,11 +12,20 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 ModelDecoder::ModelDecoder(std::shared_ptr<model::QwenVL> model, int64_t reserve_tokens)
-    : model_(std::move(model)), reserve_(std::max<int64_t>(reserve_tokens, 1)) {}
+    : model_(std::move(model)), batch_(std::max<int64_t>(reserve_tokens, 1)) {}
 
 int64_t ModelDecoder::vocab_size() const { return model_->config().text.vocab_size; }
 
 Decoder::Prefilled ModelDecoder::prefill(const PromptInput& prompt) {
+  const int64_t id = next_prefix_++;
+  if (prompt.cache_key >= 0) {
+    auto it = kept_.find(prompt.cache_key);
+    if (it != kept_.end()) {
+      prefixes_[id] = it->second.cache;
+      ++prefills_reused_;
+      return {id, it->second.logits};
+    }
+  }
   torch::NoGradGuard no_grad;
   auto start = std::chrono::steady_clock::now();
   const auto device = model_->options().device();
@@ -30,94 +38,36 @@ Decoder::Prefilled ModelDecoder::prefill(const PromptInput& prompt) {
     in.image_grid_thw = prompt.image_grid_thw.to(device);
   }
   model::Prefill p = model_->prefill(in);
-  const int64_t id = next_id_++;
+  auto logits = p.last_logits.to(torch::kFloat32);
   prefixes_[id] = p.cache;
+  if (prompt.cache_key >= 0) kept_[prompt.cache_key] = {p.cache, logits};
+  ++prefills_run_;
   prefill_seconds_ += seconds_since(start);
-  return {id, p.last_logits.to(torch::kFloat32)};
+  return {id, logits};
 }
 
 std::vector<int64_t> ModelDecoder::fork(int64_t prefix, int n) {
   auto it = prefixes_.find(prefix);
   EVOQ_CHECK(it != prefixes_.end(), "internal error: fork of unknown prefix ", prefix);
-  pending_groups_.push_back({it->second, n});
-  std::vector<int64_t> ids;
-  for (int i = 0; i < n; ++i) {
-    ids.push_back(next_id_++);
-    pending_rows_.push_back(ids.back());
-    released_[ids.back()] = false;
-  }
-  return ids;
+  return batch_.add(it->second, n);
 }
 
 void ModelDecoder::release_prefix(int64_t prefix) { prefixes_.erase(prefix); }
 
-void ModelDecoder::release_sequence(int64_t seq) {
-  auto it = released_.find(seq);
-  EVOQ_CHECK(it != released_.end(), "internal error: release of unknown sequence ", seq);
-  it->second = true;
-}
+void ModelDecoder::forget_prompt(int64_t cache_key) { kept_.erase(cache_key); }
 
-void ModelDecoder::start_pending_cohort() {
-  if (pending_rows_.empty()) return;
-  Cohort c;
-  c.batch = std::make_unique<model::DecodeBatch>(std::move(pending_groups_), reserve_);
-  c.rows = std::move(pending_rows_);
-  pending_groups_.clear();
-  pending_rows_.clear();
-  cohorts_.push_back(std::move(c));
-}
+void ModelDecoder::release_sequence(int64_t seq) { batch_.remove(seq); }
 
 torch::Tensor ModelDecoder::decode(const std::vector<int64_t>& seqs, const std::vector<int64_t>& tokens) {
   torch::NoGradGuard no_grad;
   auto start = std::chrono::steady_clock::now();
   EVOQ_CHECK(seqs.size() == tokens.size(), "internal error: ", seqs.size(), " sequences but ", tokens.size(),
              " tokens");
-  start_pending_cohort();
-
-  // Drop released rows (a forked sequence released before its first step never reaches the model).
-  for (auto& c : cohorts_) {
-    std::vector<int64_t> keep, rows;
-    for (size_t r = 0; r < c.rows.size(); ++r) {
-      if (released_.at(c.rows[r])) continue;
-      keep.push_back(int64_t(r));
-      rows.push_back(c.rows[r]);
-    }
-    if (keep.size() != c.rows.size() && !keep.empty()) c.batch->keep(keep);
-    c.rows = std::move(rows);
-  }
-  for (auto it = released_.begin(); it != released_.end();) it = it->second ? released_.erase(it) : std::next(it);
-  std::erase_if(cohorts_, [](const Cohort& c) { return c.rows.empty(); });
-
-  std::unordered_map<int64_t, size_t> position;  // sequence id -> index in seqs
-  for (size_t i = 0; i < seqs.size(); ++i) position[seqs[i]] = i;
-  size_t covered = 0;
+  if (seqs != batch_.order()) batch_.set_order(seqs);
   const auto device = model_->options().device();
-  torch::Tensor out;
-  for (auto& c : cohorts_) {
-    std::vector<int64_t> cohort_tokens, where;
-    for (int64_t seq : c.rows) {
-      auto it = position.find(seq);
-      EVOQ_CHECK(it != position.end(), "internal error: live sequence ", seq, " missing from the decode call");
-      cohort_tokens.push_back(tokens[it->second]);
-      where.push_back(int64_t(it->second));
-    }
-    covered += where.size();
-    auto logits = model_->decode_step(*c.batch, torch::tensor(cohort_tokens, torch::kInt64).to(device));
-    // One cohort in the caller's order (the usual case): its logits are the answer; copying a
-    // [B, V] block per step cost about a tenth of a tiny model's decode time.
-    bool in_order = cohorts_.size() == 1 && where.size() == seqs.size();
-    for (size_t i = 0; in_order && i < where.size(); ++i) in_order = where[i] == int64_t(i);
-    if (in_order) {
-      out = logits;
-      continue;
-    }
-    if (!out.defined()) out = torch::empty({int64_t(seqs.size()), logits.size(1)}, logits.options());
-    out.index_copy_(0, torch::tensor(where, torch::kInt64).to(logits.device()), logits);
-  }
-  EVOQ_CHECK(covered == seqs.size(), "internal error: decode call names ", seqs.size(), " sequences, ", covered,
-             " are live");
+  auto logits = model_->decode_step(batch_, torch::tensor(tokens, torch::kInt64).to(device));
   decode_seconds_ += seconds_since(start);
-  return out.to(torch::kFloat32);
+  return logits;
 }
 
 }  // namespace evoq::gen

@@ -1,6 +1,8 @@
 #include "evoq/model/layers.h"
 
-#include <cstdlib>
+#include <ATen/autocast_mode.h>
+
+#include <atomic>
 
 #include "evoq/core/error.h"
 
@@ -11,32 +13,56 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, torch::TensorOptions opt
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
 }
 
-namespace {
-// EVOQ_SKINNY_ROWS overrides kSkinnyRows (0 turns the weight-left product off): a benchmark knob.
-int64_t skinny_rows() {
-  static const int64_t rows = [] {
-    const char* env = std::getenv("EVOQ_SKINNY_ROWS");
-    return env && *env ? std::strtoll(env, nullptr, 10) : kSkinnyRows;
-  }();
-  return rows;
+Linear::Linear(const torch::Tensor& weight_view, const torch::Tensor& bias_view) {
+  weight = register_parameter("weight", weight_view);
+  if (bias_view.defined()) bias = register_parameter("bias", bias_view);
 }
+
+namespace {
+std::atomic<int64_t> g_skinny_rows{kSkinnyRows};
 
 // The weight-left product returns [out, rows] and pays a transposing copy of the result; below about
 // 256 input features that copy costs more than the repacking it saves (tiny config, hidden 64: decode
 // 2.3 s -> 8.2 s with it, docs/BENCHMARKS.md), so narrow projections keep torch's linear.
 constexpr int64_t kSkinnyMinInFeatures = 256;
+
+bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in) {
+  return x.device().is_cpu() && rows >= 2 && rows <= skinny_rows() && in >= kSkinnyMinInFeatures;
+}
+
+bool autocast_on(const torch::Tensor& x) {
+  return at::autocast::is_autocast_enabled(x.device().type());
+}
 }  // namespace
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+void set_skinny_rows(int64_t rows) { g_skinny_rows = rows; }
+int64_t skinny_rows() { return g_skinny_rows; }
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, bool contiguous) {
   const int64_t in = x.size(-1);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
-  if (!x.device().is_cpu() || rows < 2 || rows > skinny_rows() || in < kSkinnyMinInFeatures)
-    return torch::nn::functional::linear(x, weight, bias);
-  auto out = weight.matmul(x.reshape({rows, in}).t()).t();  // [rows, out], weight as the left operand
-  if (bias.defined()) out = out + bias;
+  if (!weight_left(x, rows, in)) return torch::nn::functional::linear(x, weight, bias);
+  auto x2 = x.reshape({rows, in});
+  // [out, rows], weight as the left operand
+  auto out = bias.defined() ? torch::addmm(bias.unsqueeze(1), weight, x2.t()) : weight.matmul(x2.t());
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
-  return out.contiguous().view(sizes);
+  if (!contiguous && x.dim() == 2) return out.t();
+  return out.t().contiguous().view(sizes);
+}
+
+torch::Tensor linear_add(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& residual) {
+  if (autocast_on(x) || x.scalar_type() != residual.scalar_type()) return residual + model::linear(x, weight);
+  const int64_t in = x.size(-1), out_features = weight.size(0);
+  const int64_t rows = in == 0 ? 0 : x.numel() / in;
+  auto x2 = x.reshape({rows, in});
+  auto r2 = residual.reshape({rows, out_features});
+  torch::Tensor out;
+  if (weight_left(x, rows, in))
+    out = torch::addmm(r2.t(), weight, x2.t()).t().contiguous();  // [out, rows] accumulated, then [rows, out]
+  else
+    out = torch::addmm(r2, x2, weight.t());
+  return out.view(residual.sizes());
 }
 
 torch::Tensor Linear::forward(const torch::Tensor& x) const { return model::linear(x, weight, bias); }
@@ -46,6 +72,7 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, torch::TensorOptions options) : eps(e
 }
 
 torch::Tensor RMSNorm::forward(const torch::Tensor& x) const {
+  if (x.scalar_type() == weight.scalar_type()) return at::rms_norm(x, {weight.size(0)}, weight, eps);
   auto xf = x.to(torch::kFloat32);
   auto variance = xf.pow(2).mean(-1, /*keepdim=*/true);
   return weight * (xf * torch::rsqrt(variance + eps)).to(x.scalar_type());

@@ -1,7 +1,6 @@
 #include "evoq/model/mrope.h"
 
 #include "evoq/core/error.h"
-#include "evoq/model/layers.h"
 
 namespace evoq::model {
 
@@ -77,13 +76,18 @@ std::pair<torch::Tensor, torch::Tensor> mrope_cos_sin(const torch::Tensor& posit
     start += section[i];
   }
   auto half = torch::cat(chunks, -1);
-  auto full = torch::cat({half, half}, -1);
-  return {full.cos().to(dtype), full.sin().to(dtype)};
+  auto sin_half = half.sin();
+  return {torch::cat({half, half}, -1).cos().to(dtype), torch::cat({-sin_half, sin_half}, -1).to(dtype)};
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  return x * c + rotate_half(x) * s;
+torch::Tensor rope_rotate(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto swapped = torch::cat({x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return torch::addcmul(x * cos, swapped, signed_sin);
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin) {
+  return rope_rotate(x, cos.unsqueeze(1), signed_sin.unsqueeze(1));
 }
 
 }  // namespace evoq::model

@@ -118,15 +118,16 @@ torch::Tensor QwenVL::decode_step(DecodeBatch& batch, const torch::Tensor& token
   torch::NoGradGuard no_grad;
   const int64_t b = batch.size();
   EVOQ_CHECK(tokens.numel() == b, "decode_step: ", tokens.numel(), " tokens for a batch of ", b);
-  auto x = language_model->embed(tokens.reshape({b, 1}));
+  batch.begin_step();
+  auto x = language_model->embed(tokens.reshape({b}));  // [B, D]
   auto device = x.device();
   auto pos = batch.next_positions().to(device).view({1, b, 1}).expand({3, b, 1});
   const auto& t = config_.text;
-  auto [cos, sin] = mrope_cos_sin(pos, t.head_dim, t.rope_theta, t.mrope_section, x.scalar_type());
+  auto [cos, sin] = mrope_cos_sin(pos, t.head_dim, t.rope_theta, t.mrope_section, x.scalar_type());  // [B, 1, d]
   for (size_t i = 0; i < language_model->layers.size(); ++i)
     x = language_model->layers[i]->decode(x, cos, sin, batch, static_cast<int64_t>(i));
   batch.advance();
-  return logits(language_model->norm->forward(x).select(1, 0)).to(torch::kFloat32);
+  return logits(language_model->norm->forward(x)).to(torch::kFloat32);
 }
 
 }  // namespace evoq::model

@@ -2,7 +2,8 @@
 // The VLM behind `evoq vote`: answers the sample waves of several pairs with one generation call.
 //
 // Each pair has two prompts (c_compare with the images in the original and in the swapped order),
-// built once per pair and kept while the pair is being voted. A wave's samples are split between
+// built once per pair and kept while the pair is being voted; the decoder keeps their prefills (KV)
+// across the pair's early-stop waves, so each shown order is prefilled once per pair. A wave's samples are split between
 // the two prompts by their swap bits; request id = pair index, so sample k of pair p is drawn from
 // the stream (seed, p, k) whatever else shares the batch (gen/engine.h).
 #include <array>
@@ -27,6 +28,9 @@ class ModelVoter {
   // Generation time split (seconds) since construction.
   double prefill_seconds() const;
   double decode_seconds() const;
+  // Prefills run, and prefills reused from an earlier wave of the same pair, since construction.
+  int64_t prefills_run() const;
+  int64_t prefills_reused() const;
 
  private:
   struct PairPrompts {

@@ -17,6 +17,9 @@ struct PromptInput {
   std::vector<int32_t> input_ids;
   torch::Tensor pixel_values;
   torch::Tensor image_grid_thw;
+  // >= 0: the caller's name for this prompt; a decoder may keep its prefill under that name and reuse
+  // it when the same prompt comes again (e.g. a pair's next voting wave) until told to forget it.
+  int64_t cache_key = -1;
 };
 
 class Decoder {

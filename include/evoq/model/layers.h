@@ -12,16 +12,33 @@ namespace evoq::model {
 // on the left and measured 20-35% faster for 8-32 rows (docs/BENCHMARKS.md, "skinny projections").
 // Same values up to summation order; other shapes and devices call torch's linear.
 inline constexpr int64_t kSkinnyRows = 48;
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+// Process-wide setting (a benchmark knob): the most rows that take the weight-left product; 0 = never.
+void set_skinny_rows(int64_t rows);
+int64_t skinny_rows();
+#define EVOQ_HAS_SKINNY_ROWS_SETTING 1
+
+// contiguous = false lets the weight-left product return its [rows, out] result as a transposed view
+// (no copy) for a caller whose next ops read any layout (the decode step's q/k/v and gate/up).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
+                     bool contiguous = true);
+
+// residual + x W^T as one GEMM with accumulation (addmm): one rounding of the sum instead of two.
+// Under autocast (whose addmm would round the residual stream to bf16) it is residual + linear(x).
+torch::Tensor linear_add(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& residual);
 
 class Linear : public torch::nn::Module {
  public:
   Linear(int64_t in, int64_t out, bool bias, torch::TensorOptions options);
+  // Parameters that are views of a caller's storage (fused projections: decoder_layer.h).
+  Linear(const torch::Tensor& weight_view, const torch::Tensor& bias_view);
   torch::Tensor forward(const torch::Tensor& x) const;
   torch::Tensor weight, bias;  // [out, in], [out] (bias undefined when absent)
 };
 
-// Qwen2 RMSNorm: normalise in fp32, cast back to the input dtype, then scale.
+// Qwen2 RMSNorm: x / sqrt(mean(x^2) + eps) * weight in fp32. Same dtypes: at::rms_norm (one fused
+// kernel on CUDA; rounds once, where transformers rounds the normalised x to the input dtype before
+// the scale: equal in fp32, within one bf16 rounding in bf16). Mixed dtypes (bf16 input, fp32 weight
+// under autocast): transformers' formula, whose result has the promoted dtype.
 class RMSNorm : public torch::nn::Module {
  public:
   RMSNorm(int64_t dim, double eps, torch::TensorOptions options);

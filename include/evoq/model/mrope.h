@@ -21,11 +21,18 @@ struct RopeIndex {
 RopeIndex rope_index(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                      const torch::Tensor& grid_thw, int64_t image_token_id, int64_t spatial_merge);
 
-// cos/sin [B, L, head_dim] for positions [3, B, L]: angles in fp32, then cast to `dtype`.
+// cos and signed sin [B, L, head_dim] for positions [3, B, L]: angles in fp32, then cast to `dtype`.
+// The sin table's first half is negated so that rotate_half(x) * sin = swap_halves(x) * signed_sin:
+// RoPE is then one multiply, one concatenation and one addcmul (the decode step runs it per layer).
 std::pair<torch::Tensor, torch::Tensor> mrope_cos_sin(const torch::Tensor& positions, int64_t head_dim, double theta,
                                                       const std::vector<int64_t>& section, torch::Dtype dtype);
 
-// x [B, heads, L, head_dim] rotated by cos/sin [B, L, head_dim].
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+// x * cos + swap_halves(x) * signed_sin with cos/signed_sin broadcastable to x [..., head_dim]. In fp32
+// the values are transformers' x * cos + rotate_half(x) * sin; in bf16 the second product and the sum
+// are rounded once instead of twice.
+torch::Tensor rope_rotate(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin);
+
+// x [B, heads, L, head_dim] rotated by the tables [B, L, head_dim] of mrope_cos_sin.
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin);
 
 }  // namespace evoq::model

@@ -1,6 +1,7 @@
 // Model layer unit tests: config parsing (real Qwen2-VL-2B config), key coverage of the real 729-key
-// weight index on the meta device, M-RoPE indices derived by hand, window layout, and shared-prefix
-// cached decoding against a full recomputation.
+// weight index on the meta device, M-RoPE indices derived by hand, window layout, fused projections
+// (views of one storage; fused and separate paths agree), and shared-prefix cached decoding against a
+// full recomputation (fp64), with sequences joining and leaving a running batch.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -173,3 +174,127 @@ TEST_P(SharedPrefixDecode, EqualsFullRecomputation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, SharedPrefixDecode, ::testing::Values("qwen2_vl", "qwen2_5_vl"));
+
+namespace {
+// Random fp64 parameters (norm weights around 1) through the named parameters, as an optimizer or a
+// checkpoint writes them: into the fused storage behind the q/k/v and gate/up views.
+void randomise(QwenVL& model, double std = 0.2) {
+  torch::NoGradGuard g;
+  for (auto& p : model.parameters()) p.normal_(0, std);
+}
+
+Inputs image_prompt(const ModelConfig& c, std::vector<int64_t> ids, std::vector<int64_t> grid) {
+  Inputs in;
+  in.input_ids = torch::tensor(ids).view({1, -1});
+  in.image_grid_thw = torch::tensor(grid).view({1, 3});
+  in.pixel_values = torch::randn({grid[0] * grid[1] * grid[2], c.vision.patch_dim()}, torch::kFloat64);
+  return in;
+}
+
+// Logits after prompt + continuation by the full forward (no cache).
+torch::Tensor full_logits(QwenVL& model, const Inputs& prompt, const std::vector<int64_t>& continuation) {
+  torch::NoGradGuard g;  // fused projections; the separate ones are compared with them above
+  Inputs full = prompt;
+  full.input_ids = torch::cat({prompt.input_ids, torch::tensor(continuation).view({1, -1})}, 1);
+  return model.forward(full, LogitsOf::Last)[0].to(torch::kFloat32);
+}
+}  // namespace
+
+TEST(FusedProjections, ParametersAreViewsOfOneStorageAndBothPathsAgree) {
+  torch::manual_seed(1);
+  auto c = tiny_config("qwen2_5_vl");
+  QwenVL model(c, torch::TensorOptions().dtype(torch::kFloat64));
+  randomise(model);
+  auto named = model.named_parameters(true);
+  const auto& layer = *model.language_model->layers[0];
+  const int64_t q_rows = c.text.num_attention_heads * c.text.head_dim, kv_rows = c.text.num_key_value_heads * c.text.head_dim;
+  const std::string pre = "model.language_model.layers.0.";
+  EXPECT_TRUE(torch::equal(layer.qkv_weight().narrow(0, 0, q_rows), named[pre + "self_attn.q_proj.weight"]));
+  EXPECT_TRUE(torch::equal(layer.qkv_weight().narrow(0, q_rows + kv_rows, kv_rows), named[pre + "self_attn.v_proj.weight"]));
+  EXPECT_TRUE(torch::equal(layer.gate_up_weight().narrow(0, c.text.intermediate_size, c.text.intermediate_size),
+                           named[pre + "mlp.up_proj.weight"]));
+  // An in-place update of a parameter (the optimizer's) is seen by the fused storage.
+  {
+    torch::NoGradGuard g;
+    named[pre + "self_attn.k_proj.weight"].detach().view({-1}).add_(1.0);
+  }
+  EXPECT_TRUE(torch::equal(layer.qkv_weight().narrow(0, q_rows, kv_rows), named[pre + "self_attn.k_proj.weight"]));
+  EXPECT_TRUE(named[pre + "self_attn.k_proj.weight"].is_contiguous());
+
+  // The no-grad forward (fused GEMMs) equals the training forward (separate views, with gradients).
+  auto in = image_prompt(c, {1, 2, 95, 95, 95, 95, 3}, {1, 4, 4});
+  torch::Tensor fused;
+  {
+    torch::NoGradGuard g;
+    fused = model.forward(in, LogitsOf::All);
+  }
+  for (auto& p : model.parameters()) p.set_requires_grad(true);
+  auto separate = model.forward(in, LogitsOf::All);
+  EXPECT_TRUE(separate.requires_grad());
+  EXPECT_LT((separate.detach() - fused).abs().max().item<double>(), 1e-12);
+  separate.sum().backward();
+  EXPECT_TRUE(named[pre + "self_attn.q_proj.weight"].grad().defined());
+  EXPECT_TRUE(named[pre + "mlp.gate_proj.weight"].grad().defined());
+}
+
+// Sequences join a running batch (a new prompt and more samples of a live one), leave it, reuse a
+// freed slot, and outlive the initial column capacity; every step's logits equal the full forward.
+TEST_P(SharedPrefixDecode, SequencesJoinAndLeaveARunningBatch) {
+  torch::manual_seed(2);
+  auto c = tiny_config(GetParam());
+  QwenVL model(c, torch::TensorOptions().dtype(torch::kFloat64));
+  randomise(model);
+  std::vector<Inputs> prompts = {image_prompt(c, {1, 2, 95, 95, 95, 95, 3}, {1, 4, 4}),
+                                 image_prompt(c, {4, 95, 95, 95, 95, 95, 95, 5, 6, 7}, {1, 2, 12}),
+                                 image_prompt(c, {8, 95, 95, 95, 95, 9}, {1, 4, 4})};
+  std::vector<std::shared_ptr<const PrefixCache>> caches;
+  for (auto& p : prompts) caches.push_back(model.prefill(p).cache);
+
+  struct Live {
+    int64_t id;
+    size_t prompt;
+    std::vector<int64_t> tokens;  // fed so far
+  };
+  std::vector<Live> live;
+  DecodeBatch batch(/*reserve=*/2);  // small: the columns must be shifted and grown
+  auto join = [&](size_t prompt, int64_t n) {
+    for (int64_t id : batch.add(caches[prompt], n)) live.push_back({id, prompt, {}});
+  };
+  auto leave = [&](size_t index) {
+    batch.remove(live[index].id);
+    live.erase(live.begin() + static_cast<long>(index));
+  };
+  join(0, 2);
+  for (int step = 0; step < 9; ++step) {
+    if (step == 2) {
+      join(1, 2);  // a new prompt mid-flight
+      join(0, 1);  // and one more sample of a running prompt
+    }
+    if (step == 4) leave(1);  // a slot of prompt 0 frees...
+    if (step == 5) join(0, 1);  // ...and is taken again
+    if (step == 6) {
+      leave(0);
+      join(2, 3);
+    }
+    // Rows in a shuffled order (the engine's order need not be the batch's).
+    std::vector<int64_t> order;
+    for (size_t i = live.size(); i-- > 0;) order.push_back(live[i].id);
+    batch.set_order(order);
+    std::vector<int64_t> tokens;
+    for (size_t i = live.size(); i-- > 0;) {
+      live[i].tokens.push_back(10 + 7 * static_cast<int64_t>(i) + step);
+      tokens.push_back(live[i].tokens.back());
+    }
+    auto logits = model.decode_step(batch, torch::tensor(tokens));
+    std::set<size_t> prompts_read;
+    for (const auto& l : live) prompts_read.insert(l.prompt);
+    EXPECT_EQ(batch.num_groups(), static_cast<int64_t>(prompts_read.size()));
+    for (size_t r = 0; r < live.size(); ++r) {
+      const auto& l = live[live.size() - 1 - r];
+      auto want = full_logits(model, prompts[l.prompt], l.tokens);
+      EXPECT_LT((logits[static_cast<int64_t>(r)] - want).abs().max().item<double>(), 1e-5)
+          << "step " << step << " row " << r << " prompt " << l.prompt;
+    }
+  }
+  EXPECT_THROW(batch.set_order({12345}), evoq::Error);
+}
