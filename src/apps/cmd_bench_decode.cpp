@@ -5,7 +5,6 @@
 // Uses only the model API that predates the batched decode, so the same file builds against older
 // trees for before/after comparisons (bench/decode_ops.sh).
 #include <torch/csrc/autograd/profiler_kineto.h>
-#include <torch/csrc/profiler/collection.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,27 +40,39 @@ struct OpCounts {
   std::map<std::string, int64_t> kernels_by_name;
 };
 
-// Walks the profiler's event tree (torch ops only; allocations and other events are skipped).
-bool count_tree(const torch::profiler::impl::Result& node, bool inside_op, OpCounts& c) {
-  const bool is_op = node.tag() == torch::profiler::impl::EventType::TorchOp && node.name().rfind("aten::", 0) == 0;
-  bool child_kernel = false, has_op_child = false;
-  for (const auto& child : node.children_) {
-    if (child->tag() == torch::profiler::impl::EventType::TorchOp) has_op_child = true;
-    child_kernel |= count_tree(*child, inside_op || is_op, c);
-  }
-  bool kernel = child_kernel;
-  if (is_op && !has_op_child && !kMetadataOps.count(node.name())) {
-    ++c.kernel;
-    ++c.kernels_by_name[node.name()];
-    kernel = true;
-  }
-  if (is_op && !inside_op && kernel) ++c.top;
-  return kernel;
-}
-
-OpCounts count_ops(const prof::ProfilerResult& result) {
+// Nesting from the events' time intervals, per thread: an op is inside the innermost op whose
+// interval contains it. Counted: innermost ops that are not metadata ("kernels"), and outermost ops
+// with such a kernel inside ("top-level").
+OpCounts count_ops(const std::vector<prof::KinetoEvent>& events) {
+  std::map<uint64_t, std::vector<const prof::KinetoEvent*>> by_thread;
+  for (const auto& e : events)
+    if (e.name().rfind("aten::", 0) == 0 && e.deviceType() == c10::DeviceType::CPU) by_thread[e.startThreadId()].push_back(&e);
   OpCounts c;
-  for (const auto& root : result.event_tree()) count_tree(*root, false, c);
+  for (auto& [thread, ev] : by_thread) {
+    std::sort(ev.begin(), ev.end(), [](auto* a, auto* b) {
+      return a->startNs() != b->startNs() ? a->startNs() < b->startNs() : a->durationNs() > b->durationNs();
+    });
+    const size_t n = ev.size();
+    std::vector<int64_t> parent(n, -1);
+    std::vector<bool> has_child(n, false), has_kernel(n, false);
+    std::vector<size_t> open;
+    for (size_t i = 0; i < n; ++i) {
+      while (!open.empty() && ev[open.back()]->endNs() < ev[i]->endNs()) open.pop_back();
+      if (!open.empty()) {
+        parent[i] = int64_t(open.back());
+        has_child[open.back()] = true;
+      }
+      open.push_back(i);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (has_child[i] || kMetadataOps.count(ev[i]->name())) continue;
+      ++c.kernel;
+      ++c.kernels_by_name[ev[i]->name()];
+      for (int64_t p = int64_t(i); p >= 0 && !has_kernel[size_t(p)]; p = parent[size_t(p)]) has_kernel[size_t(p)] = true;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (parent[i] < 0 && has_kernel[i]) ++c.top;
+  }
   return c;
 }
 
@@ -71,7 +82,7 @@ OpCounts profile_step(model::QwenVL& net, model::DecodeBatch& batch, const torch
   prof::enableProfiler(config, {torch::profiler::impl::ActivityType::CPU});
   net.decode_step(batch, tokens);
   auto result = prof::disableProfiler();
-  return count_ops(*result);
+  return count_ops(result->events());
 }
 
 int run(const po::variables_map& vm) {

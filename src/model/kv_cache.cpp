@@ -236,8 +236,9 @@ void DecodeBatch::begin_step() {
   row_slot_ = torch::tensor(row_slot, torch::kInt64).to(device);
   slot_row_ = torch::tensor(slot_row, torch::kInt64).to(device);
   auto bias_opts = torch::TensorOptions().dtype(score_dtype_).device(device);
+  // copy = true: the host vectors die here (to() alone would alias them when the dtypes match).
   own_bias_ = torch::from_blob(own_bias.data(), {1, slots, 1, width}, torch::kFloat32)
-                  .to(bias_opts)
+                  .to(bias_opts, /*non_blocking=*/false, /*copy=*/true)
                   .expand({kv_heads_, slots, 1, width})
                   .reshape({kv_heads_ * slots, 1, width});
   if (groups_changed_) {
@@ -247,7 +248,7 @@ void DecodeBatch::begin_step() {
       if (const auto& p = groups_[static_cast<size_t>(i)].prefix)
         std::fill(bias.begin() + i * prefix_capacity_ + p->length, bias.begin() + (i + 1) * prefix_capacity_, kMasked);
     prefix_bias_ = torch::from_blob(bias.data(), {1, g, 1, prefix_capacity_}, torch::kFloat32)
-                       .to(bias_opts)
+                       .to(bias_opts, /*non_blocking=*/false, /*copy=*/true)
                        .expand({kv_heads_, g, 1, prefix_capacity_})
                        .reshape({kv_heads_ * g, 1, prefix_capacity_});
     groups_changed_ = false;

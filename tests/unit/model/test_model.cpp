@@ -239,14 +239,16 @@ TEST(FusedProjections, ParametersAreViewsOfOneStorageAndBothPathsAgree) {
 
 // Sequences join a running batch (a new prompt and more samples of a live one), leave it, reuse a
 // freed slot, and outlive the initial column capacity; every step's logits equal the full forward.
-TEST_P(SharedPrefixDecode, SequencesJoinAndLeaveARunningBatch) {
+// fp64 (tight) and fp32 (the score dtype is then the model's own: no widening copy anywhere).
+void join_and_leave(const std::string& arch, torch::Dtype dtype, double tolerance) {
   torch::manual_seed(2);
-  auto c = tiny_config(GetParam());
-  QwenVL model(c, torch::TensorOptions().dtype(torch::kFloat64));
+  auto c = tiny_config(arch);
+  QwenVL model(c, torch::TensorOptions().dtype(dtype));
   randomise(model);
   std::vector<Inputs> prompts = {image_prompt(c, {1, 2, 95, 95, 95, 95, 3}, {1, 4, 4}),
                                  image_prompt(c, {4, 95, 95, 95, 95, 95, 95, 5, 6, 7}, {1, 2, 12}),
                                  image_prompt(c, {8, 95, 95, 95, 95, 9}, {1, 4, 4})};
+  for (auto& p : prompts) p.pixel_values = p.pixel_values.to(dtype);
   std::vector<std::shared_ptr<const PrefixCache>> caches;
   for (auto& p : prompts) caches.push_back(model.prefill(p).cache);
 
@@ -292,9 +294,64 @@ TEST_P(SharedPrefixDecode, SequencesJoinAndLeaveARunningBatch) {
     for (size_t r = 0; r < live.size(); ++r) {
       const auto& l = live[live.size() - 1 - r];
       auto want = full_logits(model, prompts[l.prompt], l.tokens);
-      EXPECT_LT((logits[static_cast<int64_t>(r)] - want).abs().max().item<double>(), 1e-5)
-          << "step " << step << " row " << r << " prompt " << l.prompt;
+      EXPECT_LT((logits[static_cast<int64_t>(r)] - want).abs().max().item<double>(), tolerance)
+          << c10::toString(dtype) << " step " << step << " row " << r << " prompt " << l.prompt;
     }
   }
   EXPECT_THROW(batch.set_order({12345}), evoq::Error);
+}
+
+TEST_P(SharedPrefixDecode, SequencesJoinAndLeaveARunningBatch) {
+  join_and_leave(GetParam(), torch::kFloat64, 1e-5);
+  join_and_leave(GetParam(), torch::kFloat32, 1e-4);
+}
+
+// The decode step's attention in bf16 keeps its scores in fp32, as SDPA (prefill, training) does:
+// on the same bf16 q/k/v with large scores (|s| ~ 15-50, trained LLMs have such heads), its output
+// is as close to the fp64 attention as SDPA's, while rounding QK^T to bf16 first (what the decode
+// did before) is several times further off (computed here too, to show the test can tell).
+TEST(DecodeAttention, Bf16ScoresStayFp32AsInSdpa) {
+  torch::manual_seed(4);
+  const int64_t kvh = 2, rep = 2, heads = kvh * rep, d = 128;
+  const std::vector<int64_t> lengths = {40, 33}, counts = {2, 1};
+  auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kBFloat16); };
+  std::vector<PrefixGroup> groups;
+  for (size_t g = 0; g < lengths.size(); ++g) {
+    auto cache = std::make_shared<PrefixCache>();
+    cache->layers.push_back({bf16(torch::randn({1, kvh, lengths[g], d}) * 4), bf16(torch::randn({1, kvh, lengths[g], d}))});
+    cache->length = lengths[g];
+    groups.push_back({cache, counts[g]});
+  }
+  DecodeBatch batch(groups, 4);
+  const int64_t b = batch.size();
+  ASSERT_EQ(batch.score_dtype(), torch::kFloat32);
+  auto q = bf16(torch::randn({b, heads, d}) * 4), k = bf16(torch::randn({b, kvh, d}) * 4), v = bf16(torch::randn({b, kvh, d}));
+  batch.begin_step();
+  auto out = batch.attend(0, q.to(torch::kFloat32), k.to(torch::kFloat32), v).view({b, heads, d});
+  ASSERT_EQ(out.scalar_type(), torch::kBFloat16);
+
+  double err_decode = 0, err_sdpa = 0, err_rounded = 0, max_score = 0;
+  const double scale = 1.0 / std::sqrt(double(d));
+  int64_t row = 0;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (int64_t n = 0; n < counts[g]; ++n, ++row) {
+      // This row's keys: its group's prompt, then its own new token; GQA: head h reads kv head h / rep.
+      const auto& kv = groups[g].prefix->layers[0];
+      auto keys = torch::cat({kv.k[0], k[row].unsqueeze(1)}, 1).repeat_interleave(rep, 0);    // [heads, L+1, d]
+      auto values = torch::cat({kv.v[0], v[row].unsqueeze(1)}, 1).repeat_interleave(rep, 0);
+      auto qr = q[row].unsqueeze(1);                                                           // [heads, 1, d]
+      auto s64 = torch::matmul(qr.to(torch::kFloat64), keys.to(torch::kFloat64).transpose(1, 2)) * scale;
+      auto ref = torch::matmul(s64.softmax(-1), values.to(torch::kFloat64));
+      max_score = std::max(max_score, s64.abs().max().item<double>());
+      auto sdpa = at::scaled_dot_product_attention(qr.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0))[0];
+      auto rounded = torch::matmul((torch::matmul(qr, keys.transpose(1, 2)).to(torch::kFloat32) * scale).softmax(-1).to(torch::kBFloat16), values);
+      err_decode = std::max(err_decode, (out[row].unsqueeze(1).to(torch::kFloat64) - ref).abs().max().item<double>());
+      err_sdpa = std::max(err_sdpa, (sdpa.to(torch::kFloat64) - ref).abs().max().item<double>());
+      err_rounded = std::max(err_rounded, (rounded.to(torch::kFloat64) - ref).abs().max().item<double>());
+    }
+  std::printf("max |score| %.1f; max error vs fp64: decode %.4f, SDPA %.4f, bf16-rounded scores %.4f\n", max_score,
+              err_decode, err_sdpa, err_rounded);
+  EXPECT_GT(max_score, 30.0);
+  EXPECT_LE(err_decode, 2.0 * err_sdpa + 0.005);  // bf16 output rounding: ulp 2^-6 at |out| ~ 2-4
+  EXPECT_GT(err_rounded, 3.0 * err_decode);  // the test would catch rounded scores
 }
