@@ -150,7 +150,11 @@ def test_kill_9_then_resume_gives_the_uninterrupted_labels(setup, tmp_path):
             cmd = [MPIRUN, "-np", "2", "--oversubscribe", *cmd]
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        time.sleep(rng.uniform(3.0, 6.0))
+        # Kill once this run has flushed 1 or 2 more pairs (observed progress, not a sleep: the run
+        # is then in the middle of its next pair).
+        wanted = len(finished) + rng.randint(1, 2)
+        while proc.poll() is None and len(shard_pairs(shards)) < wanted:
+            time.sleep(0.02)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
@@ -207,7 +211,7 @@ def test_sigusr1_flushes_and_exits_75_then_rerun_completes(setup, tmp_path):
         err = proc.stderr.readline()  # the start line comes once the model is loaded
         if "already finished" in err:
             break
-    time.sleep(1.0)
+    # Right after the start line (the handlers are installed before it): the run is in its first pair.
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 75:  # stopped before the end: what it finished is flushed, no labels.h5 yet
