@@ -32,17 +32,27 @@ const std::set<std::string> kMetadataOps = {
     "aten::squeeze", "aten::alias", "aten::detach", "aten::_unsafe_view", "aten::unflatten", "aten::split",
     "aten::chunk", "aten::expand_as", "aten::view_as", "aten::lift_fresh", "aten::empty", "aten::empty_strided",
     "aten::empty_like", "aten::resize_", "aten::result_type", "aten::to", "aten::contiguous", "aten::type_as",
-    "aten::detach_", "aten::_has_compatible_shallow_copy_type", "aten::set_", "aten::is_nonzero"};
+    "aten::detach_", "aten::_has_compatible_shallow_copy_type", "aten::set_", "aten::is_nonzero",
+    "aten::resolve_conj", "aten::resolve_neg", "aten::conj", "aten::_neg_view", "aten::flatten", "aten::unbind"};
+
+// Ops whose work is all in the ops they call (counted there): wrappers, not kernels of their own.
+const std::set<std::string> kWrapperOps = {
+    "aten::linear", "aten::matmul", "aten::rms_norm", "aten::_fused_rms_norm", "aten::softmax", "aten::_to_copy",
+    "aten::clone", "aten::embedding", "aten::mean", "aten::scaled_dot_product_attention", "aten::repeat_interleave",
+    "aten::layer_norm", "aten::index_put", "aten::masked_fill", "aten::where", "aten::pow", "aten::zeros",
+    "aten::zeros_like", "aten::full", "aten::tensor"};
 
 struct OpCounts {
   int64_t top = 0;     // outermost aten ops that launch work (their subtree has a kernel op)
   int64_t kernel = 0;  // innermost ops that are not metadata (one kernel each on a GPU, roughly)
   std::map<std::string, int64_t> kernels_by_name;
+  std::map<std::string, int64_t> kernels_by_top;  // "outermost op > kernel"
+  std::map<std::string, double> top_ms;           // time in outermost ops, by name
 };
 
 // Nesting from the events' time intervals, per thread: an op is inside the innermost op whose
-// interval contains it. Counted: innermost ops that are not metadata ("kernels"), and outermost ops
-// with such a kernel inside ("top-level").
+// interval contains it. Counted: ops that are neither metadata nor wrappers of other ops ("kernels":
+// about one kernel launch each on a GPU), and outermost ops with such a kernel inside ("top-level").
 OpCounts count_ops(const std::vector<prof::KinetoEvent>& events) {
   std::map<uint64_t, std::vector<const prof::KinetoEvent*>> by_thread;
   for (const auto& e : events)
@@ -54,24 +64,31 @@ OpCounts count_ops(const std::vector<prof::KinetoEvent>& events) {
     });
     const size_t n = ev.size();
     std::vector<int64_t> parent(n, -1);
-    std::vector<bool> has_child(n, false), has_kernel(n, false);
+    std::vector<bool> has_kernel(n, false);
     std::vector<size_t> open;
     for (size_t i = 0; i < n; ++i) {
       while (!open.empty() && ev[open.back()]->endNs() < ev[i]->endNs()) open.pop_back();
-      if (!open.empty()) {
-        parent[i] = int64_t(open.back());
-        has_child[open.back()] = true;
-      }
+      if (!open.empty()) parent[i] = int64_t(open.back());
       open.push_back(i);
     }
+    // Bottom-up (children come after their parent): does any non-metadata op run below each op?
+    std::vector<bool> work_below(n, false);
+    for (size_t i = n; i-- > 0;)
+      if (parent[i] >= 0 && (work_below[i] || !kMetadataOps.count(ev[i]->name()))) work_below[size_t(parent[i])] = true;
     for (size_t i = 0; i < n; ++i) {
-      if (has_child[i] || kMetadataOps.count(ev[i]->name())) continue;
+      const auto& name = ev[i]->name();
+      if (kMetadataOps.count(name) || (work_below[i] && kWrapperOps.count(name))) continue;
       ++c.kernel;
-      ++c.kernels_by_name[ev[i]->name()];
+      ++c.kernels_by_name[name];
+      int64_t top = int64_t(i);
+      while (parent[size_t(top)] >= 0) top = parent[size_t(top)];
+      ++c.kernels_by_top[ev[size_t(top)]->name() + " > " + name];
       for (int64_t p = int64_t(i); p >= 0 && !has_kernel[size_t(p)]; p = parent[size_t(p)]) has_kernel[size_t(p)] = true;
     }
-    for (size_t i = 0; i < n; ++i)
+    for (size_t i = 0; i < n; ++i) {
       if (parent[i] < 0 && has_kernel[i]) ++c.top;
+      if (parent[i] < 0) c.top_ms[ev[i]->name()] += double(ev[i]->durationNs()) * 1e-6;
+    }
   }
   return c;
 }
@@ -166,6 +183,14 @@ int run(const po::variables_map& vm) {
       if (per_layer != 0) names[name] = per_layer;
     }
     j["kernels_per_layer_by_op"] = names;
+    nlohmann::json tops;
+    for (const auto& [name, count] : all_layers.kernels_by_top) {
+      auto it = no_layers.kernels_by_top.find(name);
+      const double per_layer = double(count - (it == no_layers.kernels_by_top.end() ? 0 : it->second)) / n;
+      if (per_layer != 0) tops[name] = per_layer;
+    }
+    j["kernels_per_layer_by_outer_op"] = tops;
+    j["step_ms_by_outer_op"] = all_layers.top_ms;
   }
   std::printf("%s\n", j.dump().c_str());
   return 0;

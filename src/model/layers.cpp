@@ -26,8 +26,10 @@ std::atomic<int64_t> g_skinny_rows{kSkinnyRows};
 // 2.3 s -> 8.2 s with it, docs/BENCHMARKS.md), so narrow projections keep torch's linear.
 constexpr int64_t kSkinnyMinInFeatures = 256;
 
-bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in) {
-  return x.device().is_cpu() && rows >= 2 && rows <= skinny_rows() && in >= kSkinnyMinInFeatures;
+// Only for weights at least as tall as wide: with more inputs than outputs (the MLP's down projection,
+// 896 x 4864) the weight-left product took 2.1x torch's time at 4 rows (docs/BENCHMARKS.md).
+bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in, int64_t out) {
+  return x.device().is_cpu() && rows >= 2 && rows <= skinny_rows() && in >= kSkinnyMinInFeatures && out >= in;
 }
 
 bool autocast_on(const torch::Tensor& x) {
@@ -41,7 +43,7 @@ int64_t skinny_rows() { return g_skinny_rows; }
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, bool contiguous) {
   const int64_t in = x.size(-1);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
-  if (!weight_left(x, rows, in)) return torch::nn::functional::linear(x, weight, bias);
+  if (!weight_left(x, rows, in, weight.size(0))) return torch::nn::functional::linear(x, weight, bias);
   auto x2 = x.reshape({rows, in});
   // [out, rows], weight as the left operand
   auto out = bias.defined() ? torch::addmm(bias.unsqueeze(1), weight, x2.t()) : weight.matmul(x2.t());
@@ -58,7 +60,7 @@ torch::Tensor linear_add(const torch::Tensor& x, const torch::Tensor& weight, co
   auto x2 = x.reshape({rows, in});
   auto r2 = residual.reshape({rows, out_features});
   torch::Tensor out;
-  if (weight_left(x, rows, in))
+  if (weight_left(x, rows, in, out_features))
     out = torch::addmm(r2.t(), weight, x2.t()).t().contiguous();  // [out, rows] accumulated, then [rows, out]
   else
     out = torch::addmm(r2, x2, weight.t());
