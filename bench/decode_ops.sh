@@ -36,8 +36,8 @@ done
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
 key = lambda r: (r["config"], r["result"]["dtype"], r["result"]["groups"])
-print("| config | dtype | G x K | side | ops/layer (top-level) | kernel ops/layer | decode tok/s (median) | runs |")
-print("|---|---|---|---|---|---|---|---|")
+print("| config | dtype | G x K | side | ops/layer (top-level) | kernel ops/layer | decode tok/s (median) | runs | tok per CPU-s (median) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for k in sorted({key(r) for r in rows}, key=lambda k: (k[0] != "tiny", k[1], k[2])):
     for side in ("old", "new"):
         rs = [r for r in rows if key(r) == k and r["side"] == side]
@@ -45,8 +45,10 @@ for k in sorted({key(r) for r in rows}, key=lambda k: (k[0] != "tiny", k[1], k[2
             continue
         ops = next((r["result"]["ops_per_layer"] for r in rs if "ops_per_layer" in r["result"]), {})
         tps = [r["result"]["tokens_per_second"] for r in rs]
+        cpu = [r["result"].get("tokens_per_cpu_second", float("nan")) for r in rs]
         print(f"| {k[0]} | {k[1]} | {k[2]} x {rs[0]['result']['copies']} | {side} | {ops.get('top_level', float('nan')):.1f} | "
-              f"{ops.get('kernels', float('nan')):.1f} | {statistics.median(tps):.1f} | {', '.join(f'{t:.1f}' for t in tps)} |")
+              f"{ops.get('kernels', float('nan')):.1f} | {statistics.median(tps):.1f} | {', '.join(f'{t:.1f}' for t in tps)} | "
+              f"{statistics.median(cpu):.1f} |")
 print()
 for r in rows:
     if "kernels_per_layer_by_op" in r["result"]:

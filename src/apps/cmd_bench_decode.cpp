@@ -1,6 +1,7 @@
 // `evoq bench-decode` (hidden, benchmarks only): the model's decode step on G prompts x K sequences
 // that share each prompt's KV. Prints one JSON line: decode tokens/s over --steps steps (after a
-// warm-up) and, with --profile-ops, the ops one decode step runs per decoder layer, counted with the
+// warm-up; also per second of process CPU time, which other jobs on a shared machine disturb less)
+// and, with --profile-ops, the ops one decode step runs per decoder layer, counted with the
 // LibTorch (Kineto) profiler as (ops of a step with all layers - ops with none) / layers.
 // Uses only the model API that predates the batched decode, so the same file builds against older
 // trees for before/after comparisons (bench/decode_ops.sh).
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -154,7 +156,9 @@ int run(const po::variables_map& vm) {
   for (int i = 0; i < warmup; ++i) net->decode_step(batch, tokens_for(rows));
   if (device.is_cuda()) torch::cuda::synchronize();
   auto start = std::chrono::steady_clock::now();
+  const std::clock_t cpu_start = std::clock();
   for (int i = 0; i < steps; ++i) net->decode_step(batch, tokens_for(rows));
+  const double decode_cpu_s = double(std::clock() - cpu_start) / CLOCKS_PER_SEC;
   if (device.is_cuda()) torch::cuda::synchronize();
   const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -162,6 +166,7 @@ int run(const po::variables_map& vm) {
                       {"prompt_tokens", prompt_tokens}, {"dtype", vm["dtype"].as<std::string>()},
                       {"layers", net->config().text.num_hidden_layers}, {"steps", steps},
                       {"decode_seconds", decode_s}, {"tokens_per_second", double(rows) * steps / decode_s},
+                      {"tokens_per_cpu_second", double(rows) * steps / decode_cpu_s},
                       {"prefill_seconds", prefill_s}, {"threads", torch::get_num_threads()}};
   if (vm["profile-ops"].as<bool>()) {
     const auto all_layers = profile_step(*net, batch, tokens_for(rows));
