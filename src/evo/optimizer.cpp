@@ -7,9 +7,11 @@
 
 #include "evoq/core/error.h"
 #include "evoq/dist/communicator.h"
-#include "evoq/evo/h5_util.h"
+#include "evoq/io/h5.h"
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 namespace {
 
 constexpr const char* kStateFormat = "evoq-optimizer-state";
@@ -42,23 +44,16 @@ struct Bucket {
 
 void write_float_tensor(H5::Group& where, const std::string& name, const torch::Tensor& t) {
   auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  const hsize_t n = c.numel();
-  H5::DataSpace space(1, &n);
-  auto ds = where.createDataSet(name, H5::PredType::NATIVE_FLOAT, space);
-  if (n) ds.write(c.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+  h5::write_raw(where, name, H5::PredType::NATIVE_FLOAT, c.data_ptr<float>(), std::uint64_t(c.numel()));
 }
 
 torch::Tensor read_float_tensor(const H5::Group& where, const std::string& name, int64_t expected,
                                 const std::string& path) {
   EVOQ_CHECK(where.nameExists(name), path, ": optimizer state has no dataset '", name, "'");
-  auto ds = where.openDataSet(name);
-  auto space = ds.getSpace();
-  hsize_t n = 0;
-  EVOQ_CHECK(space.getSimpleExtentNdims() == 1, path, ": dataset '", name, "' is not 1-D");
-  space.getSimpleExtentDims(&n);
+  const auto n = h5::dataset_length(where, name);
   EVOQ_CHECK(int64_t(n) == expected, path, ": dataset '", name, "' has ", n, " elements, this run needs ", expected);
   auto t = torch::empty({expected}, torch::kFloat32);
-  if (n) ds.read(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+  h5::read_raw(where, name, H5::PredType::NATIVE_FLOAT, t.data_ptr<float>(), n);
   return t;
 }
 
