@@ -44,11 +44,11 @@ start_slurmd() {
     { echo "cluster.sh: slurmd of $name failed to start:" >&2; tail -n 5 "$dir/log/slurmd-$name.log" >&2; return 1; }
 }
 
-# wait_idle NODE...: until every node is idle (fails after 30 s with the daemon logs).
+# wait_idle NODE...: until every node is idle (fails after 60 s with the daemon logs).
 wait_idle() {
   local n state
   for n in "$@"; do
-    for _ in $(seq 150); do
+    for _ in $(seq 300); do
       state=$(in_ns "$(ctl_ns)" sinfo -h -n "$n" -o %t 2>/dev/null || true)
       [ "$state" = idle ] && break
       sleep 0.2
@@ -61,6 +61,27 @@ wait_idle() {
   done
 }
 
+# make_network NODES: the namespaces, the bridge and the veth pairs (each step checked: this runs
+# as an `if` condition, where set -e does not apply).
+make_network() {
+  local nodes=$1 ctl i
+  ctl=$(ctl_ns)
+  ip netns add "$ctl" || return
+  ip -n "$ctl" link set lo up || return
+  ip -n "$ctl" link add br0 type bridge || return
+  ip -n "$ctl" addr add "$subnet.1/24" dev br0 || return
+  ip -n "$ctl" link set br0 up || return
+  for ((i = 1; i <= nodes; i++)); do
+    ip netns add "$(node_ns "$i")" || return
+    ip -n "$ctl" link add "n$i" type veth peer name eth0 netns "$(node_ns "$i")" || return
+    ip -n "$ctl" link set "n$i" master br0 || return
+    ip -n "$ctl" link set "n$i" up || return
+    ip -n "$(node_ns "$i")" link set lo up || return
+    ip -n "$(node_ns "$i")" addr add "$subnet.$((10 + i))/24" dev eth0 || return
+    ip -n "$(node_ns "$i")" link set eth0 up || return
+  done
+}
+
 start() {
   local nodes=${1:-1} cpus=${2:-2} host mem ctl i nodes_conf="" names=()
   host=$(hostname -s)
@@ -70,22 +91,11 @@ start() {
   ctl=$(ctl_ns)
 
   # The network: a bridge in the ctl namespace, one veth pair per node.
-  if ! ip netns add "$ctl" 2>"$dir/netns.err"; then
-    echo "SKIPPED: the kernel refuses network namespaces here: $(cat "$dir/netns.err")"
+  if ! make_network "$nodes" 2>"$dir/netns.err"; then
+    echo "SKIPPED: the kernel refuses network namespaces or veth pairs here: $(tr '\n' ' ' < "$dir/netns.err")"
     exit 77
   fi
-  ip -n "$ctl" link set lo up
-  ip -n "$ctl" link add br0 type bridge
-  ip -n "$ctl" addr add "$subnet.1/24" dev br0
-  ip -n "$ctl" link set br0 up
   for ((i = 1; i <= nodes; i++)); do
-    ip netns add "$(node_ns "$i")"
-    ip -n "$ctl" link add "n$i" type veth peer name eth0 netns "$(node_ns "$i")"
-    ip -n "$ctl" link set "n$i" master br0
-    ip -n "$ctl" link set "n$i" up
-    ip -n "$(node_ns "$i")" link set lo up
-    ip -n "$(node_ns "$i")" addr add "$subnet.$((10 + i))/24" dev eth0
-    ip -n "$(node_ns "$i")" link set eth0 up
     names+=("$(node_name "$i")")
     nodes_conf+="NodeName=$(node_name "$i") NodeHostname=$(node_name "$i") NodeAddr=$subnet.$((10 + i)) CPUs=$cpus RealMemory=MEM State=UNKNOWN"$'\n'
   done
