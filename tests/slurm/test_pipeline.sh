@@ -3,17 +3,19 @@
 # (tests/slurm/cluster.sh: slurmctld and two slurmd, each node a network namespace with its own address
 # and hostname; munge and the file system shared). It submits the real slurm/ scripts, unchanged, on a
 # tiny random Qwen2.5-VL with CPU ranks, one round (vote -> train -> eval) each:
-#   R  reference on ONE node: submit_pipeline.sh --nodes 1 --tasks-per-node 4; every job completes and
-#      pairs.h5, labels.h5 (h5py), the round model (transformers) and the eval results read back.
+#   R  reference on ONE node: submit_pipeline.sh --nodes 1 --tasks-per-node 4 --eval-tasks 2; every job
+#      completes and pairs.h5, labels.h5 (h5py), the round model (transformers) and the eval results
+#      read back. (--local, the CPU preset, is checked on its --dry-run sbatch lines.)
 #   M  the same on TWO nodes (--nodes 2 --tasks-per-node 2), pre-empted twice: SIGUSR1 to the vote job's
 #      batch shell after its first flushed pairs (what --signal=B:USR1@<s> does: the job requeues itself)
 #      and `scontrol requeue` of the train job after its first checkpoint. Ranks 0-1 run on node 1 and
 #      2-3 on node 2 (seen from every rank's namespace and Slurm variables); the afterok chain goes on;
 #      labels, final weights and eval scores identical to R.
 #   N  two nodes again: SIGUSR1 to the train job (forwarded to the ranks: checkpoint, exit 75, the job
-#      requeues itself), then node 2 is lost after the resumed job's next checkpoint (every process in
-#      its namespace killed): the job fails, the eval after it is cancelled (--kill-on-invalid-dep);
-#      node 2 comes back and submit_pipeline.sh with the same --run finishes with R's labels and weights.
+#      requeues itself), then node 2 fails after the resumed job's next checkpoint (cluster.sh node-kill:
+#      node 2's slurmd and ranks killed): the job fails with a clear line, the eval after it is cancelled
+#      (--kill-on-invalid-dep); node 2 comes back and submit_pipeline.sh with the same --run finishes
+#      with R's labels, weights and eval scores.
 # Every fault is synchronised on observed progress, never on time: once the progress file appears
 # (a checkpoint, a shard of finished pairs) the job's ranks are frozen (SIGSTOP), the test checks that
 # work remains (checkpoint step < total steps, pairs voted < pairs), delivers the fault, waits until it
