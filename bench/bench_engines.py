@@ -11,8 +11,9 @@ hits all three alike; figures are medians of --repeats calls after one warm-up c
               excluded; evoq's timer also excludes its image preprocessing, vLLM's and transformers'
               include theirs: a few ms per 448px image);
   TTFT        seconds of the same call with 1 new token (prefill + the first sampled token of K);
-  peak RSS    of the whole process: evoq one process per call (load included); vLLM and transformers
-              one process per (dtype, K) row (load, warm-up and every call of the row);
+  peak RSS    of the whole process (its memory high-water mark): evoq one process per call (load
+              included); vLLM and transformers one process per (dtype, K) row (load, warm-up and every
+              call of the row);
   start-up    evoq: process wall minus its generate call; others: construction of the engine.
 
 vLLM runs in its own venv (bench/setup_vllm.sh) through bench/engine_worker.py, with the engine core in
@@ -87,6 +88,14 @@ def prompt_ids(model_dir, images):
     return tok(text)["input_ids"], tok(compact)["input_ids"]
 
 
+# Peak RSS of a child: a process started by exec keeps the memory high-water mark of the process it was
+# forked from (here the driver, which built the model), so evoq runs under this small launcher, whose own
+# children start from its small image; it writes the child's exit status and peak RSS (KiB) to argv[1].
+LAUNCHER = ("import json,os,resource,subprocess,sys;r=subprocess.run(sys.argv[2:]);"
+            "json.dump({'rc':r.returncode,'peak_kib':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss},"
+            "open(sys.argv[1],'w'))")
+
+
 def run_evoq(a, model_dir, images, dtype, k, n, seed):
     """One `evoq generate` process: its JSON, its peak RSS (MiB) and its whole wall time."""
     cmd = [a.evoq, "generate", "--model", model_dir, "--prompt", bench_generate.PROMPT, "--samples", str(k),
@@ -94,21 +103,19 @@ def run_evoq(a, model_dir, images, dtype, k, n, seed):
            "--json", "--ignore-stop", "--log-level", "warn"]
     for p in images:
         cmd += ["--image", p]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryDirectory() as tmp:
+        status = os.path.join(tmp, "status.json")
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        r = subprocess.run([sys.executable, "-c", LAUNCHER, status] + cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            return {"error": err.read().strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
-        j = json.loads(out.read().strip().splitlines()[-1])
+        st = json.load(open(status)) if os.path.exists(status) else {"rc": r.returncode, "peak_kib": 0}
+    if st["rc"] != 0:
+        return {"error": r.stderr.strip().splitlines()[-1:] or [f"exit {st['rc']}"]}
+    j = json.loads(r.stdout.strip().splitlines()[-1])
     tokens = sum(len(s["tokens"]) for s in j["samples"])
     return {"seconds": j["seconds"], "new_tokens": tokens, "prompt_tokens": j["prompt_tokens"],
             "prefill_seconds": j["prefill_seconds"], "decode_seconds": j["decode_seconds"],
-            "peak_mib": usage.ru_maxrss / 1024.0, "startup_seconds": wall - j["seconds"]}
+            "peak_mib": st["peak_kib"] / 1024.0, "startup_seconds": wall - j["seconds"]}
 
 
 class Worker:
@@ -214,7 +221,7 @@ def main():
                 try:
                     w = Worker(a, e, model_dir, images, ids_file, dtype, k,
                                os.path.join(a.work, f"{e}-{dtype}-k{k}.log"))
-                    versions.update(w.ready["versions"])
+                    versions.update({f"{e}: {lib}": v for lib, v in w.ready["versions"].items()})
                     res[e]["startup"].append(w.ready["load_seconds"])
                     w.generate(k, a.new_tokens, 999)  # warm-up
                     workers[e] = w

@@ -17,7 +17,6 @@ usage: engine_worker.py --engine vllm|transformers --model DIR --dtype bf16|fp32
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -26,7 +25,12 @@ IMAGE_TOKEN, PAD = 151655, 151643
 
 
 def peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's memory high-water mark. VmHWM, not ru_maxrss: the latter keeps the peak of the
+    process this one was forked from (the benchmark driver)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 class Vllm:
@@ -48,8 +52,10 @@ class Vllm:
         self.versions = {"vllm": vllm.__version__, "torch": torch.__version__}
 
     def generate(self, k, n, seed):
+        # No per-request seed: vLLM 0.32 on CPU then crashes when a chunked prefill discards a sampled token
+        # ("CPU Generator does not use offset"); the engine's global seed (LLM(seed=0)) is used instead.
         params = self.vllm.SamplingParams(n=k, max_tokens=n, min_tokens=n, ignore_eos=True, temperature=1.0,
-                                          top_p=1.0, top_k=0, seed=seed, detokenize=False)
+                                          top_p=1.0, top_k=0, detokenize=False)
         t0 = time.perf_counter()
         out = self.llm.generate([self.prompt], params, use_tqdm=False)[0]
         dt = time.perf_counter() - t0

@@ -20,7 +20,7 @@ fi
 prompt=$("$py" -c "import sys; sys.path.insert(0, '$root/bench'); import bench_generate; print(bench_generate.PROMPT)")
 out=$work/profile-$dtype-k$K; mkdir -p "$out"
 echo "$(date -u '+%F %H:%M UTC'); load $(cut -d' ' -f1-3 /proc/loadavg); $model K=$K tokens=$tokens $dtype threads=$threads"
-perf record -F 499 -g -o "$out/perf.data" -- "$bin" generate --model "$model" --image "$work/bench0.png" \
+perf record -F 499 -o "$out/perf.data" -- "$bin" generate --model "$model" --image "$work/bench0.png" \
   --image "$work/bench1.png" --prompt "$prompt" --samples "$K" --seed 1 --max-new-tokens "$tokens" \
   --threads "$threads" --dtype "$dtype" --ignore-stop --json --log-level warn 2>"$out/perf.log" >"$out/generate.json"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -58,4 +58,4 @@ for g, _ in groups:
     print(f"  {g:40s} {tot[g]:5.1f} %")
 print(f"  {'other listed symbols':40s} {other:5.1f} %")
 PY
-echo "perf data: $out/perf.data (perf report -i ... for the call graphs)"
+echo "perf data: $out/perf.data (perf report -i ...; add -g to perf record for call graphs)"
