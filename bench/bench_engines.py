@@ -88,6 +88,14 @@ def prompt_ids(model_dir, images):
     return tok(text)["input_ids"], tok(compact)["input_ids"]
 
 
+def child_env(a):
+    """Every engine's environment: --omp-wait-policy, when given, for all of them alike."""
+    env = dict(os.environ)
+    if a.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = a.omp_wait_policy
+    return env
+
+
 # Peak RSS of a child: a process started by exec keeps the memory high-water mark of the process it was
 # forked from (here the driver, which built the model), so evoq runs under this small launcher, whose own
 # children start from its small image; it writes the child's exit status and peak RSS (KiB) to argv[1].
@@ -106,7 +114,8 @@ def run_evoq(a, model_dir, images, dtype, k, n, seed):
     with tempfile.TemporaryDirectory() as tmp:
         status = os.path.join(tmp, "status.json")
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", LAUNCHER, status] + cmd, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-c", LAUNCHER, status] + cmd, capture_output=True, text=True,
+                           env=child_env(a))
         wall = time.perf_counter() - t0
         st = json.load(open(status)) if os.path.exists(status) else {"rc": r.returncode, "peak_kib": 0}
     if st["rc"] != 0:
@@ -132,7 +141,7 @@ class Worker:
         for p in images:
             cmd += ["--image", p]
         self.engine, self.log = engine, open(log, "w")
-        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+        env = dict(child_env(a), OMP_NUM_THREADS=str(a.threads))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=env)
         self.ready = self._read()
@@ -182,6 +191,9 @@ def main():
     ap.add_argument("--vllm-eager", type=int, default=1, help="vLLM enforce_eager (1: no torch.compile)")
     ap.add_argument("--vllm-kv-gib", type=int, default=2, help="vLLM: VLLM_CPU_KVCACHE_SPACE (GiB)")
     ap.add_argument("--work", default=os.path.join(os.environ.get("EVOQ_BENCH_DIR", "/tmp/evoq-bench")))
+    ap.add_argument("--omp-wait-policy", choices=["active", "passive"],
+                    help="OMP_WAIT_POLICY for every engine (default: inherited). passive keeps 2-thread runs usable "
+                         "on a loaded machine, where spinning OpenMP threads wait on descheduled ones")
     ap.add_argument("--json-out")
     a = ap.parse_args()
     unknown = set(a.engines) - {"evoq", "vllm", "transformers"}
@@ -207,7 +219,8 @@ def main():
     header = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "evoq": git_rev(), "python": platform.python_version(),
               "model": model_dir, "prompt_tokens": len(ids), "threads": a.threads, "new_tokens": a.new_tokens,
-              "repeats": a.repeats, "vllm_eager": bool(a.vllm_eager), "load_before": loadavg()}
+              "repeats": a.repeats, "vllm_eager": bool(a.vllm_eager),
+              "omp_wait_policy": child_env(a).get("OMP_WAIT_POLICY", "unset"), "load_before": loadavg()}
     print(json.dumps(header), flush=True)
     rows, versions = [], {}
     for dtype in a.dtypes:
@@ -269,7 +282,7 @@ def main():
 
     print(f"\n{header['date']}; {header['machine']}; evoq {header['evoq']}; "
           + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-          + f"; {a.threads} threads, {len(ids)} prompt tokens, {a.new_tokens} new tokens, median of {a.repeats}; "
+          + f"; OMP_WAIT_POLICY {header['omp_wait_policy']}; {a.threads} threads, {len(ids)} prompt tokens, {a.new_tokens} new tokens, median of {a.repeats}; "
           f"load {' '.join(header['load_before'])} before, {' '.join(footer['load_after'])} after")
     print("\n| dtype | K | engine | tok/s | evoq / engine | TTFT s | peak RSS MiB | start-up s | runs s | load (1-min) before/after |")
     print("|---|---|---|---|---|---|---|---|---|---|")
