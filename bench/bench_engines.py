@@ -256,7 +256,11 @@ def main():
                                 res[e]["prefill"].append(r["prefill_seconds"])
                                 res[e]["decode"].append(r["decode_seconds"])
                         else:
-                            r = workers[e].generate(k, n, rep + 1)
+                            try:
+                                r = workers[e].generate(k, n, rep + 1)
+                            except RuntimeError as err:
+                                res[e]["error"] = str(err)[:300]
+                                continue
                         res[e]["prompt_tokens"].add(r["prompt_tokens"])
                         if r["prompt_tokens"] != len(ids):  # not the same workload
                             res[e]["error"] = f"prompt of {r['prompt_tokens']} tokens instead of {len(ids)}"
@@ -264,7 +268,8 @@ def main():
                             res[e]["error"] = f"{r['new_tokens']} tokens instead of {k * n}"
                         res[e][kind].append(r["seconds"] if kind == "ttft" else (r["seconds"], r["new_tokens"]))
             for e, w in workers.items():
-                res[e]["peak"].append(w.close() or float("nan"))
+                if w.proc.poll() is None:
+                    res[e]["peak"].append(w.close() or float("nan"))
             load1 = loadavg()
             for e in a.engines:
                 r = res[e]
