@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The voting workload on three engines side by side in one run: evoq, vLLM (CPU build) and transformers.
 
-Issue 19, item 1. Same model directory, same prompt token ids, same two images, n = K samples of exactly
+Issue 19, item 1. Same model directory, same prompt token ids, same two images per call (a new noise
+pair for every call, the same for all engines: no engine may serve a repeated prompt from a cache; all
+pairs have one size, so the prompt ids do not change), n = K samples of exactly
 --new-tokens tokens (stop ids ignored), full-vocabulary sampling at temperature 1, same dtype and same
 thread count on every side. One table per run: for each (dtype, K) the engines' calls are interleaved
 repeat by repeat (evoq, vLLM, transformers, evoq, ...), so that a change of load on the shared machine
@@ -67,6 +69,22 @@ def git_rev():
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
+
+
+def image_set(work, seed):
+    """Two 448x448 noise images drawn with `seed`: every call votes on a pair no engine has seen, as in a
+    real vote (vLLM would otherwise serve the repeated prompt's KV and vision encoding from its caches).
+    Same size as bench_generate.images, so the prompt's token ids are the same for every set."""
+    import numpy as np
+    from PIL import Image
+    d = os.path.join(work, "images", str(seed))
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(1000 + seed)
+    paths = [os.path.join(d, f"{i}.png") for i in range(2)]
+    for p in paths:
+        if not os.path.exists(p):
+            Image.fromarray(rng.integers(0, 256, (448, 448, 3), dtype=np.uint8)).save(p)
+    return paths
 
 
 def prompt_ids(model_dir, images):
@@ -155,8 +173,8 @@ class Worker:
         line = self.proc.stdout.readline()
         return json.loads(line) if line.strip() else None
 
-    def generate(self, k, n, seed):
-        self.proc.stdin.write(json.dumps({"k": k, "new_tokens": n, "seed": seed}) + "\n")
+    def generate(self, k, n, seed, images):
+        self.proc.stdin.write(json.dumps({"k": k, "new_tokens": n, "seed": seed, "images": images}) + "\n")
         self.proc.stdin.flush()
         r = self._read()
         if r is None:
@@ -236,17 +254,18 @@ def main():
                                os.path.join(a.work, f"{e}-{dtype}-k{k}.log"))
                     versions.update({f"{e}: {lib}": v for lib, v in w.ready["versions"].items()})
                     res[e]["startup"].append(w.ready["load_seconds"])
-                    w.generate(k, a.new_tokens, 999)  # warm-up
+                    w.generate(k, a.new_tokens, 999, image_set(a.work, 999))  # warm-up
                     workers[e] = w
                 except RuntimeError as err:
                     res[e]["error"] = str(err)[:300]
             for kind, n in (("full", a.new_tokens), ("ttft", 1)):
                 for rep in range(a.repeats):
+                    call_images = image_set(a.work, 2 * rep + (kind == "ttft"))  # a new pair per call
                     for e in a.engines:
                         if res[e]["error"]:
                             continue
                         if e == "evoq":
-                            r = run_evoq(a, model_dir, images, dtype, k, n, rep + 1)
+                            r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1)
                             if "error" in r:
                                 res[e]["error"] = r["error"][0][:300]
                                 continue
@@ -257,7 +276,7 @@ def main():
                                 res[e]["decode"].append(r["decode_seconds"])
                         else:
                             try:
-                                r = workers[e].generate(k, n, rep + 1)
+                                r = workers[e].generate(k, n, rep + 1, call_images)
                             except RuntimeError as err:
                                 res[e]["error"] = str(err)[:300]
                                 continue

@@ -4,15 +4,17 @@ bench/bench_engines.py, so that its timed calls can be interleaved with evoq's r
 
 Runs under the engine's own python (vLLM: its venv from bench/setup_vllm.sh; transformers: evoq's venv).
 Protocol: after loading it prints one JSON line {"ready": ..., "load_seconds": ..., "versions": ...};
-then each input line is a JSON request {"k": K, "new_tokens": N, "seed": S} answered by one JSON line
+then each input line is a JSON request {"k": K, "new_tokens": N, "seed": S, "images": [A, B]} (a new
+pair per call, its image processing inside the timed call) answered by one JSON line
 {"seconds": wall of the generate call, "new_tokens": tokens produced, "prompt_tokens": ...}; an empty
 line or EOF ends it with {"peak_mib": the process's peak RSS}.
 
-The prompt is given as token ids (the same ids for every engine) plus the image files; sampling is the
+The prompt is given as token ids (the same ids for every engine; images of one size); sampling is the
 full vocabulary at temperature 1 with every sample run to exactly N tokens (stop ids ignored).
 
 usage: engine_worker.py --engine vllm|transformers --model DIR --dtype bf16|fp32 --threads T
          --prompt-ids ids.json --image A --image B [--kv-cache-gib 2] [--eager]
+(--image: the images that size the model's limits, e.g. vLLM's images per prompt)
 """
 import argparse
 import json
@@ -48,16 +50,18 @@ class Vllm:
         self.llm = vllm.LLM(model=a.model, dtype=DTYPES[a.dtype], max_model_len=a.max_model_len,
                             max_num_seqs=max(a.max_k, 1), limit_mm_per_prompt={"image": len(images)},
                             enforce_eager=a.eager, seed=0, disable_log_stats=True)
-        self.prompt = {"prompt_token_ids": ids, "multi_modal_data": {"image": [Image.open(p).convert("RGB") for p in images]}}
+        self.ids, self.image = ids, Image
         self.versions = {"vllm": vllm.__version__, "torch": torch.__version__}
 
-    def generate(self, k, n, seed):
+    def generate(self, k, n, seed, images):
         # No per-request seed: vLLM 0.32 on CPU then crashes when a chunked prefill discards a sampled token
         # ("CPU Generator does not use offset"); the engine's global seed (LLM(seed=0)) is used instead.
         params = self.vllm.SamplingParams(n=k, max_tokens=n, min_tokens=n, ignore_eos=True, temperature=1.0,
                                           top_p=1.0, top_k=0, detokenize=False)
         t0 = time.perf_counter()
-        out = self.llm.generate([self.prompt], params, use_tqdm=False)[0]
+        prompt = {"prompt_token_ids": self.ids,
+                  "multi_modal_data": {"image": [self.image.open(p).convert("RGB") for p in images]}}
+        out = self.llm.generate([prompt], params, use_tqdm=False)[0]
         dt = time.perf_counter() - t0
         return {"seconds": dt, "new_tokens": sum(len(c.token_ids) for c in out.outputs),
                 "prompt_tokens": len(out.prompt_token_ids)}
@@ -72,19 +76,19 @@ class Transformers:
         self.torch = torch
         dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a.dtype]
         self.model = tf.AutoModelForImageTextToText.from_pretrained(a.model, dtype=dtype).eval()
-        proc = tf.Qwen2VLImageProcessor.from_pretrained(a.model)
-        px = proc(images=[Image.open(p).convert("RGB") for p in images], return_tensors="pt")
+        self.proc, self.image, self.dtype = tf.Qwen2VLImageProcessor.from_pretrained(a.model), Image, dtype
         self.ids = torch.tensor([ids])
-        self.pixels, self.grid = px["pixel_values"].to(dtype), px["image_grid_thw"]
         self.versions = {"transformers": tf.__version__, "torch": torch.__version__}
 
-    def generate(self, k, n, seed):
+    def generate(self, k, n, seed, images):
         torch = self.torch
         torch.manual_seed(seed)
         t0 = time.perf_counter()
+        px = self.proc(images=[self.image.open(p).convert("RGB") for p in images], return_tensors="pt")
         with torch.no_grad():
             seq = self.model.generate(input_ids=self.ids, attention_mask=torch.ones_like(self.ids),
-                                      pixel_values=self.pixels, image_grid_thw=self.grid,
+                                      pixel_values=px["pixel_values"].to(self.dtype),
+                                      image_grid_thw=px["image_grid_thw"],
                                       mm_token_type_ids=(self.ids == IMAGE_TOKEN).int(), do_sample=True,
                                       num_return_sequences=k, max_new_tokens=n, min_new_tokens=n, temperature=1.0,
                                       top_k=0, top_p=1.0, eos_token_id=None, pad_token_id=PAD)
@@ -120,7 +124,8 @@ def main():
         if not line.strip():
             break
         req = json.loads(line)
-        print(json.dumps(engine.generate(req["k"], req["new_tokens"], req.get("seed", 0))), file=out, flush=True)
+        print(json.dumps(engine.generate(req["k"], req["new_tokens"], req.get("seed", 0), req["images"])), file=out,
+              flush=True)
     print(json.dumps({"peak_mib": peak_mib()}), file=out, flush=True)
 
 
