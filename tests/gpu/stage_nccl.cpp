@@ -2,6 +2,7 @@
 // against the values one rank must give, the stream ordering (the collective waits for compute queued
 // before it, compute queued after it waits for the collective, the host does not wait), and a clean
 // finalize + destroy.
+#include <algorithm>
 #include <chrono>
 
 #include "accept.h"
