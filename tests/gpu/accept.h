@@ -5,6 +5,7 @@
 // pass/fail rules; this side only measures and writes.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
