@@ -29,6 +29,7 @@
 #include "evoq/evo/train_checkpoint.h"
 #include "evoq/evo/trainable_scope.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vlm_session.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/model/activation_checkpoint.h"

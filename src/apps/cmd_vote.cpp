@@ -17,6 +17,7 @@
 #include "evoq/evo/vote_loop.h"
 #include "evoq/evo/vote_stage.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vote_sampling.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/io/checkpoint_summary.h"

@@ -1,7 +1,11 @@
 """`evoq pairs` and the voting loop's label store (pairs.h5, shards, labels.h5), read back with h5py
 and checked against oracles written here: Eq. 1 recomputed from the stored answers, the lossless
 early-stop point recomputed from the full answer sequence, the order-swap hash re-implemented,
-1 rank vs `mpirun -np 2` bit for bit, and kill -9 at random moments followed by resume."""
+1 rank vs `mpirun -np 2` bit for bit, and kill -9 at random moments followed by resume.
+
+Device: the voter here is `debug-evo vote-fake` (answers drawn from the sample streams, no model
+arithmetic), so its bit-for-bit claims hold on any device; with the real model they are CPU-only
+(test_evo_vote.py, docs/TRAINING.md "Determinism: CPU and CUDA")."""
 import json
 import os
 import random
