@@ -4,11 +4,14 @@
 # update, medians over the steps after one warm-up step. One torch thread per process/rank.
 #   bench/bench_grpo_step.sh CONFIG [PAIRS] [K] [MAX_NEW_TOKENS] [TIMED_STEPS] [IMAGE_SIDE]
 # CONFIG: tiny (data_prep/make_tiny_model.py) or small (bench/configs/small, random weights).
+# EVOQ_AUTOCAST=bf16: reference and policy forwards under bf16 autocast on both sides (evoq train
+# --autocast bf16; torch.autocast in the reference); the rollout stays fp32 on both, as in evoq.
 # Models are built once into ${EVOQ_BENCH_DIR:-/tmp/grpo}/<config>.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${EVOQ_BIN:-$root/build/bin/evoq}
 py=${EVOQ_VENV:-$HOME/.cache/evoq/venv}/bin/python
+autocast=${EVOQ_AUTOCAST:-off}
 config=${1:?tiny or small}; pairs=${2:-2}; K=${3:-8}; tokens=${4:-32}; timed=${5:-2}; side=${6:-224}
 base=${EVOQ_BENCH_DIR:-/tmp/grpo}
 model=$base/$config
@@ -47,16 +50,16 @@ for i in range(2 * B):
 write_labels(os.path.join(w, "labels.h5"), paths, [(2 * k, 2 * k + 1) for k in range(B)], [1.0] * B)
 PY
 steps=$((timed + 1))
-echo "config=$config pairs=$pairs K=$K max_new_tokens=$tokens images=${side}x${side} timed_steps=$timed; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "config=$config pairs=$pairs K=$K max_new_tokens=$tokens images=${side}x${side} timed_steps=$timed autocast=$autocast; $(date -u '+%F %H:%M UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" "$root/bench/grpo_step_reference.py" --model "$model" --labels "$work/labels.h5" --pairs-per-step "$pairs" \
-  --samples "$K" --max-new-tokens "$tokens" --steps "$timed" --threads 1 >"$work/ref.json"
+  --samples "$K" --max-new-tokens "$tokens" --steps "$timed" --threads 1 --autocast "$autocast" >"$work/ref.json"
 echo "  transformers done; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Raw results are kept (a failed run, e.g. out of memory, must not lose the others).
 results=$base/results-$config-$(date +%Y%m%d-%H%M%S); mkdir -p "$results"; cp "$work/ref.json" "$results/"
 for ranks in ${EVOQ_BENCH_RANKS:-1 2}; do
   if mpirun -np $ranks --oversubscribe "$bin" train --model "$model" --labels "$work/labels.h5" --out "$work/run$ranks" \
     --steps "$steps" --pairs-per-step "$pairs" --samples "$K" --max-new-tokens "$tokens" --micro-batch 8 \
-    --threads 1 --rollouts-every 0 --checkpoint-every 1000000 --log-level warn ${EVOQ_TRAIN_FLAGS:-}; then
+    --threads 1 --rollouts-every 0 --checkpoint-every 1000000 --autocast "$autocast" --log-level warn ${EVOQ_TRAIN_FLAGS:-}; then
     echo "  evoq $ranks rank(s) done; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   else
     echo "  evoq $ranks rank(s) FAILED; load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -19,6 +19,7 @@ usage: grpo_step_reference.py --model DIR --labels labels.h5 [--pairs-per-step 2
          [--max-new-tokens 64] [--micro-batch 8] [--steps 3] [--threads 1]
 """
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -112,7 +113,11 @@ def main():
     ap.add_argument("--beta", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=3e-7)
     ap.add_argument("--gamma", type=float, default=1e-6)
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                    help="bf16: reference and policy forwards under CPU bf16 autocast (fp32 weights), as evoq train --autocast")
     a = ap.parse_args()
+    forward_scope = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.autocast == "bf16"
+                     else contextlib.nullcontext)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessor
@@ -194,13 +199,16 @@ def main():
         if a.beta:
             with torch.no_grad():
                 for _, pids, pix, grid, resp in micro_batches():
-                    ref_lp.append(response_logprobs(ref, pids, pix, grid, resp, P)[0])
+                    with forward_scope():
+                        ref_lp.append(response_logprobs(ref, pids, pix, grid, resp, P)[0].float())
         t_ref = time.perf_counter() - t0
         # ---- update: Eq. 5-6 (ratio 1 by construction with one PPO epoch), backward, clip, AdamW
         t0 = time.perf_counter()
         policy.train()
         for n, (b, pids, pix, grid, resp) in enumerate(micro_batches()):
-            lp, mask = response_logprobs(policy, pids, pix, grid, resp, P)
+            with forward_scope():
+                lp, mask = response_logprobs(policy, pids, pix, grid, resp, P)
+            lp = lp.float()
             A = torch.tensor(adv[b:b + len(resp)], dtype=torch.float32).unsqueeze(1)
             ratio = torch.exp(torch.clamp(lp - lp.detach(), -20, 20))
             pg = torch.maximum(-A * ratio, -A * torch.clamp(ratio, 0.8, 1.2))

@@ -10,6 +10,8 @@ export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 # Paths under the clone are hashed relative to it, so clones and worktrees elsewhere share the cache.
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
+# -g puts the working directory into the object; without this, builds in other folders never hit.
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 jobs=${EVOQ_JOBS:-$(nproc)}
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DEVOQ_PYTHON="$venv/bin/python" "$@" >&2

@@ -17,7 +17,7 @@ APT_PKGS=(
   libopencv-dev libopencv-contrib-dev
   libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   clang libclang-rt-14-dev
-  slurm-wlm munge
+  slurm-wlm munge iproute2
 )
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -38,6 +38,13 @@ evoq_requeue() {
   fi
 }
 
+# evoq_step_failed STAGE RC RESUME: the one line that says why the job fails (before `exit RC`). A rank
+# that fails, or a node that is lost, ends the whole srun step (--kill-on-bad-exit); srun names the
+# node and tasks on the lines above. The jobs that depend on this one are then cancelled.
+evoq_step_failed() {
+  evoq_log "$1: FAILED: the srun step ended with status $2 (a rank failed or a node was lost: see the srun lines above); jobs waiting on this one (afterok) are cancelled. $3"
+}
+
 # evoq_run_step MODE CMD...: runs CMD (an srun line) in the background with the pre-emption trap of
 # MODE (forward | requeue) and returns CMD's exit status. Bash runs a trap only between commands, so the
 # step must not run in the foreground: `wait` returns early on a signal and is called again until the

@@ -27,6 +27,7 @@
 #include "evoq/evo/majority_vote.h"
 #include "evoq/evo/pairs.h"
 #include "evoq/evo/vote_loop.h"
+#include "evoq/evo/vote_stage.h"
 
 namespace {
 
@@ -222,6 +223,7 @@ int run_vote_fake(const po::variables_map& vm) {
   config.seed = vm["seed"].as<unsigned long long>();
   config.early_stop = !vm.count("no-early-stop");
   config.flush_every_pairs = vm["flush-every"].as<int>();
+  config.flush_every_seconds = vm["flush-seconds"].as<double>();
   config.samples_per_call = vm["samples-per-call"].as<int>();
   config.keep_responses = vm.count("keep-responses") > 0;
   config.split = evo::parse_rank_split(vm["split"].as<std::string>());
@@ -238,39 +240,29 @@ int run_vote_fake(const po::variables_map& vm) {
   info.num_pairs = pairs.size();
   info.keep_responses = config.keep_responses;
 
-  if (!vm.count("merge-only")) {
-    evo::LabelStore store(shard_dir, comm->rank(), info);
-    const auto fake_seed = vm["fake-seed"].as<unsigned long long>();
-    const double invalid_rate = vm["invalid-rate"].as<double>();
-    const int sleep_ms = vm["sleep-ms"].as<int>();
-    const auto fail_images = parse_index_list(vm["fail-images"].as<std::string>());
-    auto vote = evo::per_sample([&](const evo::PairTask& task, int k, bool swapped) {
-      if (fail_images.count(task.image_i) || fail_images.count(task.image_j))
-        fail("cannot read image '", pairs.image_paths[fail_images.count(task.image_i) ? task.image_i : task.image_j], "'");
-      if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
-      return fake_answer(task, k, swapped, fake_seed, invalid_rate);
-    });
-    auto stats = evo::run_voting(pairs, comm->rank(), comm->size(), vote, store, config,
-                                 [](const std::string& line) { log::info(line); });
-    const json mine{{"rank", comm->rank()},        {"assigned", stats.assigned}, {"skipped", stats.skipped},
-                    {"done", stats.done},          {"failed", stats.failed},     {"samples", stats.samples},
-                    {"samples_saved", stats.samples_saved}, {"invalid", stats.invalid}};
-    auto all = comm->all_gather_bytes(dist::to_bytes(mine.dump()));
-    if (comm->is_root()) {
-      json ranks = json::array();
-      for (const auto& b : all) ranks.push_back(json::parse(dist::to_string(b)));
-      std::cout << json{{"ranks", ranks}}.dump() << "\n";
-    }
-  }
-  comm->barrier();
-  int status = 0;
-  if (comm->is_root()) {
-    auto summary = evo::merge_labels(shard_dir, pairs, info, out);
-    log::info("merged ", summary.pairs, " pairs into ", out, ": ", summary.labelled, " labelled, ", summary.no_label,
-              " without label, ", summary.failed, " failed");
-    if (summary.failed > 0) status = 3;  // the run finished but some pairs failed
-  }
-  return status;
+  const auto fake_seed = vm["fake-seed"].as<unsigned long long>();
+  const double invalid_rate = vm["invalid-rate"].as<double>();
+  const int sleep_ms = vm["sleep-ms"].as<int>();
+  const int sleep_us = vm["sleep-us"].as<int>();
+  const auto response_bytes = std::size_t(std::max(0, vm["response-bytes"].as<int>()));
+  const auto fail_images = parse_index_list(vm["fail-images"].as<std::string>());
+  auto vote = evo::per_sample([&](const evo::PairTask& task, int k, bool swapped) {
+    if (fail_images.count(task.image_i) || fail_images.count(task.image_j))
+      fail("cannot read image '", pairs.image_paths[fail_images.count(task.image_i) ? task.image_i : task.image_j], "'");
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+    auto answer = fake_answer(task, k, swapped, fake_seed, invalid_rate);
+    if (response_bytes > answer.response.size())  // a long reasoning before the answer (benchmarks)
+      answer.response.insert(0, std::string(response_bytes - answer.response.size(), 'x'));
+    return answer;
+  });
+  evo::VoteStageConfig stage;
+  stage.loop = config;
+  stage.shard_dir = shard_dir;
+  stage.out_path = out;
+  stage.merge_only = vm.count("merge-only") > 0;
+  stage.stats_path = vm.count("stats") ? vm["stats"].as<std::string>() : "";
+  return evo::run_vote_stage(pairs, info, stage, evo::batched(vote), *comm);
 }
 
 void add_options(po::options_description& o, po::positional_options_description& pos) {
@@ -289,10 +281,14 @@ void add_options(po::options_description& o, po::positional_options_description&
       ("samples-per-call", po::value<int>()->default_value(1), "vote-fake: samples per vote call (0 = adaptive waves)")
       ("split", po::value<std::string>()->default_value("block"), "vote-fake: block | strided")
       ("sleep-ms", po::value<int>()->default_value(0), "vote-fake: sleep per sample (crash tests)")
+      ("sleep-us", po::value<int>()->default_value(0), "vote-fake: sleep per sample in microseconds (benchmarks)")
+      ("response-bytes", po::value<int>()->default_value(0), "vote-fake: pad each response to this length (benchmarks)")
+      ("flush-seconds", po::value<double>()->default_value(60.0), "vote-fake: also flush after this many seconds")
       ("fail-images", po::value<std::string>()->default_value(""), "vote-fake: image indices that fail to load")
       ("keep-responses", "vote-fake: store raw responses")
       ("progress-every", po::value<double>()->default_value(10.0), "vote-fake: seconds between progress lines")
-      ("merge-only", "vote-fake: only merge existing shards");
+      ("merge-only", "vote-fake: only merge existing shards")
+      ("stats", po::value<std::string>(), "vote-fake: per-rank statistics JSON");
   pos.add("what", 1);
 }
 

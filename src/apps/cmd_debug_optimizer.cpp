@@ -132,9 +132,9 @@ int run_ckpt_loop(const po::variables_map& vm) {
   evo::TrainProgress progress;
   progress.seed = 7;
   if (vm.count("resume")) {
-    if (auto latest = evo::latest_checkpoint(run_dir)) {
-      progress = evo::load_checkpoint(*latest, *model, opt, *comm);
-      log::info("resumed from ", *latest, " at step ", progress.step);
+    if (auto resumed = evo::resume_from_newest_readable(run_dir, *model, opt, *comm)) {
+      progress = resumed->progress;
+      log::info("resumed from ", resumed->checkpoint_dir, " at step ", progress.step);
     }
   }
   for (int64_t s = progress.step; s < steps; ++s) {

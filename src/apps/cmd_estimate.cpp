@@ -20,6 +20,7 @@
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vlm_session.h"
 #include "evoq/gen/vote_sampling.h"
 #include "evoq/io/checkpoint_summary.h"

@@ -7,6 +7,7 @@
 
 #include "evoq/core/cli.h"
 #include "evoq/core/log.h"
+#include "evoq/dist/agreement.h"
 #include "evoq/dist/communicator.h"
 #include "evoq/eval/baselines.h"
 #include "evoq/eval/eval_run.h"
@@ -77,6 +78,7 @@ int run(const po::variables_map& vm) {
     opt.rank = comm->rank();
     opt.world = comm->size();
     opt.barrier = [comm] { comm->barrier(); };
+    opt.agree_on_error = [comm](const std::string& error) { return evoq::dist::agree_on_error(*comm, error); };
     evoq::log::set_rank(opt.rank);
   }
   evoq::eval::run_eval(opt, std::cout);

@@ -19,6 +19,7 @@
 #include "evoq/core/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
+#include "evoq/dist/agreement.h"
 #include "evoq/dist/communicator.h"
 #include "evoq/evo/stop_signal.h"
 #include "evoq/evo/vote_loop.h"
@@ -69,8 +70,7 @@ class Evolution {
     modes_ = strings(vm, "mode");
     for (const auto& m : modes_)
       if (m != "random" && m != "same-reference") throw UsageError("--mode '" + m + "' is not random or same-reference");
-    if (comm_->is_root()) fs::create_directories(run_);
-    comm_->barrier();
+    dist::run_agreed(*comm_, "evolve", true, [&] { fs::create_directories(run_); });
     load_state();
   }
 
@@ -81,8 +81,7 @@ class Evolution {
     std::string model = initial_model_;
     for (int t = 1; t <= rounds_; ++t) {
       const fs::path dir = round_dir(t);
-      if (comm_->is_root()) fs::create_directories(dir);
-      comm_->barrier();
+      dist::run_agreed(*comm_, "evolve", true, [&] { fs::create_directories(dir); });
       const char* offline = method_ == "evoestimate" ? "estimate" : "vote";
       for (const char* name : {"pairs", offline, "train"}) {
         const std::string s = name;
@@ -98,7 +97,7 @@ class Evolution {
       if (!eval_datasets().empty())
         if (int s = stage(t, "eval", [&] { return eval(t, model); }); s) return s;
     }
-    if (comm_->is_root()) print_summary();
+    dist::run_agreed(*comm_, "evolve: summary", true, [&] { print_summary(); });
     return 0;
   }
 
@@ -144,15 +143,14 @@ class Evolution {
 
   int pairs(int t) {
     int status = 0;
-    if (comm_->is_root()) {
+    dist::run_agreed(*comm_, "evolve: round " + std::to_string(t) + " pairs", true, [&] {
       std::vector<std::string> args{"--manifest", per_round(images_, t, ""), "--mode",
                                     per_round(modes_, t, t == 1 ? "random" : "same-reference"), "-n",
                                     std::to_string(vm_["pairs"].as<long long>()), "--seed",
                                     std::to_string(round_seed(t)), "-o", (round_dir(t) / "pairs.h5").string()};
       if (vm_.count("root")) args.insert(args.end(), {"--root", per_round(strings(vm_, "root"), t, "")});
       status = cli::run_command("pairs", args);
-    }
-    comm_->barrier();
+    });
     return status;
   }
 
@@ -180,7 +178,7 @@ class Evolution {
       args.insert(args.end(), {"--labels", (dir / "labels.h5").string()});
     const int status = cli::run_command("train", with_config(args, "train-args"));
     if (status != 0) return status;
-    if (comm_->is_root()) {
+    dist::run_agreed(*comm_, "evolve: round " + std::to_string(t) + " model link", true, [&] {
       // round_t/model -> train/checkpoints/<newest>/model (the final checkpoint of the run).
       std::string latest = io::read_file((dir / "train" / "checkpoints" / "latest").string());
       while (!latest.empty() && std::isspace(static_cast<unsigned char>(latest.back()))) latest.pop_back();
@@ -190,8 +188,7 @@ class Evolution {
       fs::remove(dir / "model.tmp", ec);
       fs::create_directory_symlink(target, dir / "model.tmp");
       fs::rename(dir / "model.tmp", dir / "model");
-    }
-    comm_->barrier();
+    });
     return 0;
   }
 
@@ -201,8 +198,10 @@ class Evolution {
     for (const auto& d : eval_datasets()) args.insert(args.end(), {"--dataset", d});
     for (const auto& r : strings(vm_, "eval-root")) args.insert(args.end(), {"--root", r});
     const int status = cli::run_command("eval", with_config(args, "eval-args"));
-    if (status == 0 && comm_->is_root())
-      io::write_file_atomic((dir / "eval.json").string(), io::read_file((dir / "eval" / "results.json").string()));
+    if (status == 0)
+      dist::run_agreed(*comm_, "evolve", true, [&] {
+        io::write_file_atomic((dir / "eval.json").string(), io::read_file((dir / "eval" / "results.json").string()));
+      });
     return status;
   }
 
@@ -232,8 +231,8 @@ class Evolution {
   }
 
   void save_state() {
-    if (comm_->is_root()) io::write_file_atomic((run_ / "state.json").string(), state_.dump(2) + "\n");
-    comm_->barrier();
+    dist::run_agreed(*comm_, "evolve", true,
+                     [&] { io::write_file_atomic((run_ / "state.json").string(), state_.dump(2) + "\n"); });
   }
 
   // Paper Table 2 layout: one row per round (0 = the initial model), SRCC / PLCC per dataset.

@@ -9,6 +9,7 @@
 #include "evoq/core/error.h"
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {

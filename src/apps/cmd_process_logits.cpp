@@ -9,6 +9,7 @@
 #include "evoq/core/error.h"
 #include "evoq/gen/sample_step.h"
 #include "evoq/gen/sampler.h"
+#include "evoq/gen/sampling_options.h"
 
 namespace {
 

@@ -16,6 +16,7 @@
 #include "evoq/gen/image_scoring.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {

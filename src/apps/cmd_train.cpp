@@ -17,6 +17,7 @@
 #include "evoq/core/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
+#include "evoq/dist/agreement.h"
 #include "evoq/dist/communicator.h"
 #include "evoq/evo/estimate_store.h"
 #include "evoq/evo/grpo_step.h"
@@ -28,6 +29,7 @@
 #include "evoq/evo/train_checkpoint.h"
 #include "evoq/evo/trainable_scope.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vlm_session.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/model/activation_checkpoint.h"
@@ -252,12 +254,10 @@ int run(const po::variables_map& vm) {
         throw UsageError("--resume: '" + key + "' differs from the run in '" + run_dir.string() + "' (was " +
                          old[key].dump() + ", now " + value.dump() + ")");
   }
-  comm->barrier();
-  if (comm->is_root()) {
+  dist::run_agreed(*comm, "train", true, [&] {
     fs::create_directories(run_dir / "rollouts");
-    if (!fs::exists(settings_path))
-      io::write_file_atomic(settings_path.string(), settings.dump(2) + "\n");
-  }
+    if (!fs::exists(settings_path)) io::write_file_atomic(settings_path.string(), settings.dump(2) + "\n");
+  });
 
   // Models and optimizer.
   const auto device = pick_device(vm, *comm);
@@ -289,19 +289,18 @@ int run(const po::variables_map& vm) {
 
   std::int64_t start_step = 0;
   if (resume) {
-    if (latest) {
-      const auto progress = evo::load_checkpoint(*latest, *session.model, opt, *device_comm);
+    if (auto resumed = evo::resume_from_newest_readable(run_dir.string(), *session.model, opt, *device_comm)) {
+      const auto& progress = resumed->progress;
       start_step = progress.step;
       if (running && progress.extra.contains("running_partner_stats"))
         running->load_json(progress.extra["running_partner_stats"]);
-      log::info("train: resuming from ", *latest, " at step ", start_step);
+      log::info("train: resuming from ", resumed->checkpoint_dir, " at step ", start_step);
     } else {
       log::info("train: --resume with no checkpoint in '", run_dir.string(), "': starting at step 0");
     }
   }
   const auto metrics_path = run_dir / "metrics.jsonl";
-  if (comm->is_root()) truncate_metrics(metrics_path, start_step);
-  comm->barrier();
+  dist::run_agreed(*comm, "train", true, [&] { truncate_metrics(metrics_path, start_step); });
   if (start_step >= total_steps) {
     log::info("train: the run is already complete (", start_step, " of ", total_steps, " steps)");
     return 0;
@@ -338,10 +337,8 @@ int run(const po::variables_map& vm) {
       evo::RolloutFileInfo info{step, loc.epoch, loc.position, seed, rc.samples, rc.prompt, model_dir, labels_path};
       evo::write_rollouts((run_dir / "rollouts" / name).string(), result.rollouts, data, pairs, info, *comm);
     }
+    dist::run_agreed(*comm, "train", true, [&] { io::append_file(metrics_path.string(), result.metrics.to_json().dump() + "\n"); });
     if (comm->is_root()) {
-      std::ofstream out(metrics_path, std::ios::app);
-      out << result.metrics.to_json().dump() << "\n";
-      out.flush();
       const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
       const double per_step = elapsed / double(step + 1 - start_step);
       const auto& m = result.metrics;

@@ -15,7 +15,9 @@
 #include "evoq/evo/pairs.h"
 #include "evoq/evo/stop_signal.h"
 #include "evoq/evo/vote_loop.h"
+#include "evoq/evo/vote_stage.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_options.h"
 #include "evoq/gen/vote_sampling.h"
 #include "evoq/io/atomic_file.h"
 #include "evoq/io/checkpoint_summary.h"
@@ -88,69 +90,22 @@ int run(const po::variables_map& vm) {
   info.num_pairs = pairs.size();
   info.keep_responses = config.keep_responses;
 
-  if (!merge_only) {
-    evo::install_stop_handlers();
-    evo::LabelStore store(shard_dir, comm->rank(), info);
-    evo::ModelVoter voter(*session, prompt, engine);
-    evo::BatchVoteFn vote = [&voter](const std::vector<evo::PairWave>& waves) { return voter(waves); };
-    log::info("vote: ", pairs.size(), " pairs, K = ", config.K, ", ", comm->size(), " rank(s), ",
-              store.finished_count(), " already finished in ", shard_dir);
-    const auto progress = [&](const std::string& line) {
-      if (comm->is_root()) log::info(line);
-    };
-    evo::VoteStats stats;
-    try {
-      stats = evo::run_voting(pairs, comm->rank(), comm->size(), vote, store, config, progress);
-    } catch (const std::exception& e) {
-      // Another rank may be waiting in a collective: end the whole job (finished pairs are on disk).
-      log::error("rank ", comm->rank(), ": ", e.what());
-      comm->abort(1);
-    }
-    const json mine{{"rank", comm->rank()},      {"assigned", stats.assigned},
-                    {"skipped", stats.skipped},  {"done", stats.done},
-                    {"failed", stats.failed},    {"samples", stats.samples},
-                    {"samples_saved", stats.samples_saved}, {"invalid", stats.invalid},
-                    {"seconds", stats.seconds},  {"stopped", stats.stopped},
-                    {"prefill_seconds", voter.prefill_seconds()},
-                    {"decode_seconds", voter.decode_seconds()}};
-    const auto all = comm->all_gather_bytes(dist::to_bytes(mine.dump()));
-    bool stopped = false;
-    for (const auto& b : all) stopped = stopped || json::parse(dist::to_string(b)).value("stopped", false);
-    if (stopped) {
-      log::info("vote: stopped on a signal; finished pairs are in ", shard_dir, " — rerun the same command to continue");
-      return evo::kExitStoppedBySignal;
-    }
-    if (comm->is_root()) {
-      json ranks = json::array();
-      std::size_t done = 0, samples = 0, saved = 0, invalid = 0;
-      double seconds = 0;
-      for (const auto& b : all) {
-        ranks.push_back(json::parse(dist::to_string(b)));
-        done += ranks.back()["done"].get<std::size_t>();
-        samples += ranks.back()["samples"].get<std::size_t>();
-        saved += ranks.back()["samples_saved"].get<std::size_t>();
-        invalid += ranks.back()["invalid"].get<std::size_t>();
-        seconds = std::max(seconds, ranks.back()["seconds"].get<double>());
-      }
-      log::info("vote: ", done, " pairs voted in ", seconds, " s (", seconds > 0 ? double(done) / seconds : 0.0,
-                " pairs/s), ", samples, " samples (", done ? double(samples) / double(done) : 0.0,
-                " per pair; early stop saved ", saved, "), invalid answers ", invalid);
-      if (vm.count("stats")) io::write_file_atomic(vm["stats"].as<std::string>(), json{{"ranks", ranks}}.dump(2) + "\n");
-    }
+  evo::VoteStageConfig stage;
+  stage.loop = config;
+  stage.shard_dir = shard_dir;
+  stage.out_path = out;
+  stage.stats_path = vm.count("stats") ? vm["stats"].as<std::string>() : "";
+  stage.merge_only = merge_only;
+  stage.allow_partial = vm["allow-partial"].as<bool>();
+  std::unique_ptr<evo::ModelVoter> voter;
+  evo::BatchVoteFn vote;
+  if (session) {
+    voter = std::make_unique<evo::ModelVoter>(*session, prompt, engine);
+    vote = [&voter](const std::vector<evo::PairWave>& waves) { return (*voter)(waves); };
   }
-  comm->barrier();
-  int status = 0;
-  if (comm->is_root()) {
-    const auto summary = evo::merge_labels(shard_dir, pairs, info, out, vm["allow-partial"].as<bool>());
-    log::info("merged ", summary.pairs, " pairs into ", out, ": ", summary.labelled, " labelled, ", summary.no_label,
-              " without label (all answers invalid), ", summary.failed, " failed, ", summary.missing, " missing");
-    if (summary.failed > 0) {
-      for (const auto& l : evo::read_shards(shard_dir))
-        if (l.failed) log::warn("pair ", l.pair_index, " failed: ", l.fail_reason);
-      status = evo::kExitSomePairsFailed;
-    }
-  }
-  return status;
+  return evo::run_vote_stage(pairs, info, stage, vote, *comm, [&] {
+    return json{{"prefill_seconds", voter->prefill_seconds()}, {"decode_seconds", voter->decode_seconds()}};
+  });
 }
 
 void add_options(po::options_description& o, po::positional_options_description&) {

@@ -1,4 +1,25 @@
 // The `evoq` binary: every subcommand registers itself from its own file in this directory.
+#include <malloc.h>
+
+#include <cstdlib>
+
 #include "evoq/core/cli.h"
 
-int main(int argc, char** argv) { return evoq::cli::main(argc, argv); }
+namespace {
+// Tensors of a decode step (logits [K, V], MLP activations) are freed and allocated again every step.
+// With glibc's defaults the large ones are mmap'ed and unmapped, or trimmed off the heap, so every step
+// faults their pages in again and the kernel zeroes them (~20 % of a bf16 K=32 generate call,
+// docs/BENCHMARKS.md). Blocks up to 64 MiB stay in the heap, and up to 256 MiB of free heap is kept.
+// EVOQ_MALLOC_DEFAULTS=1 keeps glibc's behaviour (benchmark A/B).
+void keep_step_buffers_mapped() {
+  const char* keep_defaults = std::getenv("EVOQ_MALLOC_DEFAULTS");
+  if (keep_defaults && *keep_defaults && *keep_defaults != '0') return;
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  keep_step_buffers_mapped();
+  return evoq::cli::main(argc, argv);
+}

@@ -195,11 +195,9 @@ std::shared_ptr<Communicator> mpi_world() {
 }
 
 std::shared_ptr<Communicator> for_device(const torch::Device& device) {
-  if (device.is_cuda()) {
-    static std::shared_ptr<Communicator> nccl;
-    if (!nccl) nccl = make_nccl(mpi_world());
-    return nccl;
-  }
+  // A new NCCL communicator each time, owned by the caller: no static keeps it, so it is finalized and
+  // destroyed when the caller lets go of it, before MPI_Finalize (nccl_communicator.cpp).
+  if (device.is_cuda()) return make_nccl(mpi_world());
   return mpi_world();
 }
 

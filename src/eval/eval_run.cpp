@@ -52,6 +52,11 @@ void write_text(const fs::path& path, const std::string& text) {
   EVOQ_CHECK(out.good(), "cannot write ", path.string());
 }
 
+// Rank 0's part: merges the score files into scores.h5, writes the result files, prints the table.
+EvalResult write_outputs(const EvalOptions& opt, const std::vector<Dataset>& datasets,
+                         const std::vector<std::size_t>& missing_counts, const Scorer& scorer_ref,
+                         const fs::path& merged_path, std::ostream& table_out);
+
 }  // namespace
 
 std::pair<std::string, std::string> parse_root(const std::string& spec) {
@@ -107,7 +112,7 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
 
   // 2. Scoring, resumable and sharded.
   EVOQ_CHECK(opt.world >= 1 && opt.rank >= 0 && opt.rank < opt.world, "bad shard: rank ", opt.rank, " of ", opt.world);
-  EVOQ_CHECK(opt.world == 1 || opt.barrier, "sharded eval needs a barrier");
+  EVOQ_CHECK(opt.world == 1 || (opt.barrier && opt.agree_on_error), "sharded eval needs a barrier and an agreement");
   auto scorer = make_scorer(opt.model, opt.scorer_options);
   const fs::path merged_path = fs::path(opt.out_dir) / "scores.h5";
   std::set<std::pair<std::string, std::string>> done;
@@ -120,42 +125,65 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
   if (opt.world > 1) opt.barrier();  // everyone has read the files before anyone writes
   const std::string own_path =
       opt.world == 1 ? merged_path.string() : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
-  {
-    ScoreStore store(own_path, scorer->name(), opt.flush_every);
-    const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
-    std::size_t position = 0;  // index in the global to-do list, for the shard
-    for (const auto& d : datasets) {
-      std::vector<const LabelledImage*> todo;
-      std::size_t left = 0;
-      for (const auto& im : d.images)
-        if (!done.contains({d.name, im.id})) {
-          if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank)) todo.push_back(&im);
-          ++left;
-        }
-      log::info(d.name, ": ", d.images.size() - left, " of ", d.images.size(), " images already scored, ", left,
-                " to go", opt.world > 1 ? " (" + std::to_string(todo.size()) + " on this rank)" : std::string());
-      for (std::size_t start = 0; start < todo.size(); start += batch) {
-        const std::size_t end = std::min(todo.size(), start + batch);
-        std::vector<std::string> paths;
-        for (std::size_t i = start; i < end; ++i) paths.push_back(todo[i]->path);
-        const auto results = scorer->score_batch(paths);
-        EVOQ_CHECK(results.size() == paths.size(), "scorer ", scorer->name(), " returned ", results.size(),
-                   " results for ", paths.size(), " images");
-        for (std::size_t i = start; i < end; ++i) {
-          const ScoreResult& r = results[i - start];
-          ScoreRecord rec{d.name, todo[i]->id, r.score.value_or(std::nan("")), ""};
-          if (!r.score || !std::isfinite(*r.score))
-            rec.invalid_reason = r.invalid_reason.empty() ? "no score" : r.invalid_reason;
-          store.add(std::move(rec));
+  // A failure on one rank (disk full...) is agreed on by all ranks before anyone goes on, so every rank
+  // ends with the same error instead of waiting in a barrier for a rank that is gone.
+  auto agreed = [&](const std::function<void()>& work) {
+    std::string error;
+    try {
+      work();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (opt.world > 1) error = opt.agree_on_error(error);
+    if (!error.empty()) fail(error);
+  };
+  agreed([&] {
+    {
+      ScoreStore store(own_path, scorer->name(), opt.flush_every);
+      const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
+      std::size_t position = 0;  // index in the global to-do list, for the shard
+      for (const auto& d : datasets) {
+        std::vector<const LabelledImage*> todo;
+        std::size_t left = 0;
+        for (const auto& im : d.images)
+          if (!done.contains({d.name, im.id})) {
+            if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank)) todo.push_back(&im);
+            ++left;
+          }
+        log::info(d.name, ": ", d.images.size() - left, " of ", d.images.size(), " images already scored, ", left,
+                  " to go", opt.world > 1 ? " (" + std::to_string(todo.size()) + " on this rank)" : std::string());
+        for (std::size_t start = 0; start < todo.size(); start += batch) {
+          const std::size_t end = std::min(todo.size(), start + batch);
+          std::vector<std::string> paths;
+          for (std::size_t i = start; i < end; ++i) paths.push_back(todo[i]->path);
+          const auto results = scorer->score_batch(paths);
+          EVOQ_CHECK(results.size() == paths.size(), "scorer ", scorer->name(), " returned ", results.size(),
+                     " results for ", paths.size(), " images");
+          for (std::size_t i = start; i < end; ++i) {
+            const ScoreResult& r = results[i - start];
+            ScoreRecord rec{d.name, todo[i]->id, r.score.value_or(std::nan("")), ""};
+            if (!r.score || !std::isfinite(*r.score))
+              rec.invalid_reason = r.invalid_reason.empty() ? "no score" : r.invalid_reason;
+            store.add(std::move(rec));
+          }
         }
       }
+      store.flush();
     }
-    store.flush();
-  }
-  if (opt.world > 1) {
-    opt.barrier();  // all shards are on disk
-    if (opt.rank != 0) return {};
-  }
+  });
+  EvalResult result;
+  agreed([&] {
+    if (opt.rank == 0) result = write_outputs(opt, datasets, missing_counts, *scorer, merged_path, table_out);
+  });
+  return result;
+}
+
+namespace {
+
+EvalResult write_outputs(const EvalOptions& opt, const std::vector<Dataset>& datasets,
+                         const std::vector<std::size_t>& missing_counts, const Scorer& scorer_ref,
+                         const fs::path& merged_path, std::ostream& table_out) {
+  const auto* scorer = &scorer_ref;
   // Merge every score file into scores.h5 (a no-op with one rank and no leftovers of a sharded run).
   const auto files = score_files(opt.out_dir);
   ScoreStore store(merged_path.string(), scorer->name(), std::numeric_limits<std::size_t>::max());
@@ -210,5 +238,7 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
   table_out << format_table(result, opt.baseline_json.empty() ? nullptr : &baseline);
   return result;
 }
+
+}  // namespace
 
 }  // namespace evoq::eval

@@ -4,9 +4,11 @@
 #include <filesystem>
 
 #include "evoq/core/error.h"
-#include "evoq/evo/h5_util.h"
+#include "evoq/io/h5.h"
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 
 namespace fs = std::filesystem;
 

@@ -6,14 +6,17 @@
 #include <limits>
 #include <map>
 #include <regex>
+#include <tuple>
 
 #include "evoq/core/error.h"
-#include "evoq/evo/h5_util.h"
+#include "evoq/io/h5.h"
 #include "evoq/evo/majority_vote.h"
 
 namespace fs = std::filesystem;
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 
 nlohmann::json LabelRunInfo::to_json() const {
   return nlohmann::json{{"model_path", model_path}, {"model_checksum", model_checksum}, {"K", K},
@@ -24,7 +27,9 @@ nlohmann::json LabelRunInfo::to_json() const {
 
 namespace {
 
-const std::regex kShardPattern(R"(labels-shard-r(\d+)\.h5)");
+// "labels-shard-r<rank>-<seq>.h5" (segments), or "labels-shard-r<rank>.h5" (single-file shards of
+// earlier versions, read as segment -1).
+const std::regex kShardPattern(R"(labels-shard-r(\d+)(?:-(\d+))?\.h5)");
 
 bool same_label(const PairLabel& a, const PairLabel& b) {
   auto same_p = [](double x, double y) { return (std::isnan(x) && std::isnan(y)) || x == y; };
@@ -133,87 +138,134 @@ std::string describe_config_difference(const std::string& have, const std::strin
   return keys;
 }
 
-std::vector<std::pair<int, std::string>> list_shards(const std::string& dir) {
-  std::vector<std::pair<int, std::string>> shards;
+struct ShardFile {
+  int rank;
+  std::int64_t seq;
+  std::string path;
+  bool operator<(const ShardFile& o) const { return std::tie(rank, seq) < std::tie(o.rank, o.seq); }
+};
+
+std::vector<ShardFile> list_shards(const std::string& dir) {
+  std::vector<ShardFile> shards;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return shards;
   for (const auto& entry : fs::directory_iterator(dir)) {
     std::smatch m;
     const std::string name = entry.path().filename().string();
     if (entry.is_regular_file() && std::regex_match(name, m, kShardPattern))
-      shards.emplace_back(std::stoi(m[1].str()), entry.path().string());
+      shards.push_back({std::stoi(m[1].str()), m[2].matched ? std::stoll(m[2].str()) : -1, entry.path().string()});
   }
   std::sort(shards.begin(), shards.end());
   return shards;
 }
 
 std::vector<PairLabel> read_shard(const std::string& path, const std::string& expected_config) {
-  auto file = h5::open_read(path);
+  const std::string hint = " (a damaged segment: delete it and rerun the vote to redo its pairs)";
+  H5::H5File file;
+  try {
+    file = h5::open_read(path);
+  } catch (const Error& e) {
+    fail("label shard: ", e.what(), hint);
+  }
+  std::string have;
   try {
     EVOQ_CHECK(h5::get_attr_int(file, "schema_version") == kLabelsSchemaVersion, "unknown shard schema_version");
-    if (!expected_config.empty()) {
-      const std::string have = h5::get_attr_string(file, "run_config");
-      EVOQ_CHECK(have == expected_config, "written with different settings (",
-                 describe_config_difference(have, expected_config),
-                 "); rerun with the same settings or use a new output");
-    }
+    have = h5::get_attr_string(file, "run_config");
+  } catch (const H5::Exception& e) {
+    fail("label shard '", path, "': ", e.getDetailMsg(), hint);
+  } catch (const Error& e) {
+    fail("label shard '", path, "': ", e.what(), hint);
+  }
+  EVOQ_CHECK(expected_config.empty() || have == expected_config, "label shard '", path,
+             "': written with different settings (", describe_config_difference(have, expected_config),
+             "); rerun with the same settings or use a new output");
+  try {
     return read_records(file);
   } catch (const H5::Exception& e) {
-    fail("label shard '", path, "': ", e.getDetailMsg());
+    fail("label shard '", path, "': ", e.getDetailMsg(), hint);
   } catch (const Error& e) {
-    fail("label shard '", path, "': ", e.what());
+    fail("label shard: ", e.what(), hint);
   }
 }
 
 }  // namespace
 
-std::string LabelStore::shard_name(int rank) { return "labels-shard-r" + std::to_string(rank) + ".h5"; }
+std::string LabelStore::segment_name(int rank, std::int64_t seq) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "labels-shard-r%d-%06lld.h5", rank, static_cast<long long>(seq));
+  return buf;
+}
 
 LabelStore::LabelStore(std::string dir, int rank, const LabelRunInfo& info)
     : dir_(std::move(dir)), config_text_(info.to_json().dump()), rank_(rank) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   EVOQ_CHECK(fs::is_directory(dir_), "cannot create the label shard folder '", dir_, "': ", ec.message());
-  shard_path_ = (fs::path(dir_) / shard_name(rank_)).string();
   // Temporary files of this rank left by a killed run are incomplete by definition.
-  const std::string tmp_prefix = shard_name(rank_) + ".tmp.";
-  for (const auto& entry : fs::directory_iterator(dir_))
-    if (entry.path().filename().string().rfind(tmp_prefix, 0) == 0) fs::remove(entry.path(), ec);
-  for (const auto& [shard_rank, path] : list_shards(dir_)) {
-    auto records = read_shard(path, config_text_);
-    for (auto& r : records) {
-      EVOQ_CHECK(finished_.insert(r.pair_index).second, "label shard '", path, "': pair ", r.pair_index,
+  const std::string own_prefix = "labels-shard-r" + std::to_string(rank_) + "-";
+  const std::string old_prefix = "labels-shard-r" + std::to_string(rank_) + ".h5";
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const auto name = entry.path().filename().string();
+    if ((name.rfind(own_prefix, 0) == 0 || name.rfind(old_prefix, 0) == 0) && name.find(".tmp.") != std::string::npos)
+      fs::remove(entry.path(), ec);
+  }
+  for (const auto& shard : list_shards(dir_)) {
+    for (const auto& r : read_shard(shard.path, config_text_))
+      EVOQ_CHECK(finished_.insert(r.pair_index).second, "label shard '", shard.path, "': pair ", r.pair_index,
                  " is also in another shard");
-      if (shard_rank == rank_) mine_.push_back(std::move(r));
-    }
+    if (shard.rank == rank_) next_segment_ = std::max(next_segment_, shard.seq + 1);
   }
 }
 
 void LabelStore::add(PairLabel label) {
   EVOQ_CHECK(finished_.insert(label.pair_index).second, "pair ", label.pair_index, " was already labelled");
-  mine_.push_back(std::move(label));
-  ++pending_;
+  pending_.push_back(std::move(label));
 }
 
 void LabelStore::flush() {
-  if (pending_ == 0) return;
-  const bool with_responses = !mine_.empty() && std::all_of(mine_.begin(), mine_.end(), [](const PairLabel& r) {
-    return r.responses.size() == r.answers.size();
-  }) && std::any_of(mine_.begin(), mine_.end(), [](const PairLabel& r) { return !r.responses.empty(); });
-  h5::write_file_atomic(shard_path_, [&](H5::H5File& file) {
+  if (pending_.empty()) return;
+  const bool with_responses =
+      std::all_of(pending_.begin(), pending_.end(),
+                  [](const PairLabel& r) { return r.responses.size() == r.answers.size(); }) &&
+      std::any_of(pending_.begin(), pending_.end(), [](const PairLabel& r) { return !r.responses.empty(); });
+  const std::string path = (fs::path(dir_) / segment_name(rank_, next_segment_)).string();
+  h5::write_file_atomic(path, [&](H5::H5File& file) {
     h5::set_attr(file, "schema_version", kLabelsSchemaVersion);
     h5::set_attr(file, "format", std::string("evoq-label-shard"));
     h5::set_attr(file, "rank", std::int64_t(rank_));
+    h5::set_attr(file, "segment", next_segment_);
     h5::set_attr(file, "run_config", config_text_);
-    write_records(file, mine_, with_responses);
+    write_records(file, pending_, with_responses);
   });
-  pending_ = 0;
+  ++next_segment_;
+  pending_.clear();
+}
+
+std::string label_inconsistency(const PairLabel& label) {
+  const auto same = [](double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+  if (label.failed) return std::isnan(label.p_star) ? "" : "a failed pair has p* = " + std::to_string(label.p_star);
+  int votes_i = 0, votes_j = 0, invalid = 0;
+  for (auto a : label.answers) {
+    if (a == answer_first) ++votes_i;
+    else if (a == answer_second) ++votes_j;
+    else if (a == answer_invalid) ++invalid;
+    else return "an answer is neither 0, 1 nor -1";
+  }
+  if (votes_i != label.votes_i || votes_j != label.votes_j || invalid != label.invalid)
+    return detail::concat("vote counts ", label.votes_i, ":", label.votes_j, " (", label.invalid,
+                          " invalid) differ from its answers ", votes_i, ":", votes_j, " (", invalid, " invalid)");
+  const auto p = preference_value(majority_vote(votes_i, votes_j));  // Eq. 1
+  const double want = p ? *p : std::numeric_limits<double>::quiet_NaN();
+  if (!same(want, label.p_star))
+    return detail::concat("p* = ", label.p_star, " does not follow from its votes ", votes_i, ":", votes_j,
+                          " (Eq. 1 gives ", want, ")");
+  return "";
 }
 
 std::vector<PairLabel> read_shards(const std::string& dir, const std::string& expected_config) {
   std::vector<PairLabel> all;
-  for (const auto& [rank, path] : list_shards(dir)) {
-    auto records = read_shard(path, expected_config);
+  for (const auto& shard : list_shards(dir)) {
+    auto records = read_shard(shard.path, expected_config);
     all.insert(all.end(), std::make_move_iterator(records.begin()), std::make_move_iterator(records.end()));
   }
   return all;
@@ -223,13 +275,17 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
                           const std::string& out_path, bool allow_partial) {
   const std::string config = info.to_json().dump();
   std::map<std::int64_t, PairLabel> by_pair;
-  for (auto& r : read_shards(dir, config)) {
-    EVOQ_CHECK(r.pair_index >= 0 && std::size_t(r.pair_index) < pairs.size(), "label shards in '", dir,
-               "' hold pair ", r.pair_index, " but the pairs file has ", pairs.size(), " pairs");
-    auto [it, inserted] = by_pair.emplace(r.pair_index, r);
-    EVOQ_CHECK(inserted || same_label(it->second, r), "label shards in '", dir, "' disagree about pair ",
-               r.pair_index);
-  }
+  for (const auto& shard : list_shards(dir))
+    for (auto& r : read_shard(shard.path, config)) {
+      EVOQ_CHECK(r.pair_index >= 0 && std::size_t(r.pair_index) < pairs.size(), "label shard '", shard.path,
+                 "' holds pair ", r.pair_index, " but the pairs file has ", pairs.size(), " pairs");
+      const auto why = label_inconsistency(r);
+      EVOQ_CHECK(why.empty(), "label shard '", shard.path, "': pair ", r.pair_index, ": ", why,
+                 " — the segment is corrupt; delete it and rerun the vote to redo its pairs");
+      auto [it, inserted] = by_pair.emplace(r.pair_index, r);
+      EVOQ_CHECK(inserted || same_label(it->second, r), "label shards in '", dir, "' disagree about pair ",
+                 r.pair_index, " ('", shard.path, "')");
+    }
   MergeSummary summary;
   summary.missing = pairs.size() - by_pair.size();
   EVOQ_CHECK(allow_partial || summary.missing == 0, "label shards in '", dir, "' miss ", summary.missing, " of ",

@@ -2,9 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "evoq/evo/h5_util.h"
+#include "evoq/dist/agreement.h"
+#include "evoq/io/h5.h"
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 
 namespace {
 
@@ -26,6 +29,10 @@ std::vector<double> doubles(const json& j) {
   return out;
 }
 
+void write_rollout_file(const std::string& path, const std::vector<std::vector<std::uint8_t>>& blobs,
+                        const TrainData& data, const std::vector<std::size_t>& step_pairs,
+                        const RolloutFileInfo& info);
+
 }  // namespace
 
 void write_rollouts(const std::string& path, const std::vector<ImageRollout>& mine, const TrainData& data,
@@ -34,7 +41,15 @@ void write_rollouts(const std::string& path, const std::vector<ImageRollout>& mi
   json list = json::array();
   for (const auto& r : mine) list.push_back(to_json(r));
   const auto blobs = comm.all_gather_bytes(json::to_msgpack(list));
-  if (!comm.is_root()) return;
+  // Rank 0 writes; every rank learns whether that worked (a full disk ends the run on every rank).
+  dist::run_agreed(comm, "rollouts", true, [&] { write_rollout_file(path, blobs, data, step_pairs, info); });
+}
+
+namespace {
+
+void write_rollout_file(const std::string& path, const std::vector<std::vector<std::uint8_t>>& blobs,
+                        const TrainData& data, const std::vector<std::size_t>& step_pairs,
+                        const RolloutFileInfo& info) {
 
   std::vector<std::int64_t> image_id, seq_image, offsets{0};
   std::vector<std::string> image_path, text;
@@ -121,5 +136,7 @@ void write_rollouts(const std::string& path, const std::vector<ImageRollout>& mi
     h5::write_vector(f, "logp_ref_sum", logp_ref);
   });
 }
+
+}  // namespace
 
 }  // namespace evoq::evo

@@ -6,11 +6,13 @@
 #include <random>
 
 #include "evoq/core/error.h"
-#include "evoq/evo/h5_util.h"
+#include "evoq/io/h5.h"
 #include "evoq/evo/label_store.h"
 #include "evoq/evo/pairs.h"
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 
 namespace fs = std::filesystem;
 

@@ -8,14 +8,18 @@
 #include <regex>
 
 #include "evoq/core/error.h"
-#include "evoq/dist/communicator.h"
-#include "evoq/evo/h5_util.h"
+#include "evoq/core/log.h"
+#include "evoq/dist/agreement.h"
+#include "evoq/io/h5.h"
 #include "evoq/evo/optimizer.h"
 #include "evoq/io/atomic_file.h"
+#include "evoq/io/checkpoint_summary.h"
 #include "evoq/io/safetensors.h"
 #include "evoq/model/weights.h"
 
 namespace evoq::evo {
+
+namespace h5 = io::h5;
 namespace {
 
 namespace fs = std::filesystem;
@@ -32,28 +36,6 @@ const char* const kModelSideFiles[] = {
 };
 
 std::string optimizer_file(int rank) { return "optimizer-r" + std::to_string(rank) + ".h5"; }
-
-// Runs fn on this rank (or only on root), then makes every rank agree: if any rank failed, all throw
-// (naming the failing rank and its message), so no rank is left waiting in a later collective. The
-// agreement travels as host bytes (over MPI even for NCCL, which has no waiting-time limit there: rank 0
-// may spend minutes writing a large model while the others wait).
-template <typename Fn>
-void collective_phase(dist::Communicator& comm, bool root_only, const std::string& what, Fn&& fn) {
-  std::string error;
-  if (!root_only || comm.is_root()) {
-    try {
-      fn();
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "unknown error";
-    }
-  }
-  const auto all = comm.size() > 1 ? comm.all_gather_bytes(dist::to_bytes(error))
-                                   : std::vector<std::vector<std::uint8_t>>{dist::to_bytes(error)};
-  if (!error.empty()) fail(what, ": ", error);
-  for (std::size_t r = 0; r < all.size(); ++r)
-    if (!all[r].empty()) fail(what, ": failed on rank ", r, ": ", dist::to_string(all[r]));
-}
 
 // step-<8 digits> -> step, or -1.
 int64_t step_of(const std::string& name) {
@@ -74,8 +56,10 @@ void fsync_tree(const fs::path& dir) {
   io::fsync_path(dir.string());
 }
 
-void write_trainer_state(const fs::path& path, const TrainProgress& p, const DistributedAdamW& opt, int world) {
+void write_trainer_state(const fs::path& path, const TrainProgress& p, const DistributedAdamW& opt, int world,
+                         const std::string& model_checksum) {
   h5::write_file_atomic(path.string(), [&](H5::H5File& f) {
+    h5::set_attr(f, "model_sha256", model_checksum);
     h5::set_attr(f, "format", std::string(kTrainerFormat));
     h5::set_attr(f, "version", kTrainerVersion);
     h5::set_attr(f, "step", p.step);
@@ -121,7 +105,7 @@ void save_checkpoint(const std::string& run_dir, model::QwenVL& model, const std
   const std::string what = "checkpoint " + final_dir.string();
 
   // Leftovers of an interrupted save are never referenced: remove them.
-  collective_phase(comm, true, what, [&] {
+  dist::run_agreed(comm, what, true, [&] {
     fs::create_directories(ckdir);
     for (const auto& entry : fs::directory_iterator(ckdir)) {
       const auto n = entry.path().filename().string();
@@ -129,7 +113,7 @@ void save_checkpoint(const std::string& run_dir, model::QwenVL& model, const std
     }
     fs::create_directories(tmp / "model");
   });
-  collective_phase(comm, true, what, [&] {
+  dist::run_agreed(comm, what, true, [&] {
     model::save_model(model, (tmp / "model").string());
     if (source_model_dir.empty()) return;
     for (const char* file : kModelSideFiles) {
@@ -138,12 +122,13 @@ void save_checkpoint(const std::string& run_dir, model::QwenVL& model, const std
     }
   });
   // Each rank writes and fsyncs its own optimizer shard (shared file system for multi-node runs).
-  collective_phase(comm, false, what, [&] { opt.save_state((tmp / optimizer_file(comm.rank())).string()); });
-  collective_phase(comm, true, what, [&] {
+  dist::run_agreed(comm, what, false, [&] { opt.save_state((tmp / optimizer_file(comm.rank())).string()); });
+  dist::run_agreed(comm, what, true, [&] {
     for (int r = 0; r < comm.size(); ++r)
       EVOQ_CHECK(fs::is_regular_file(tmp / optimizer_file(r)), "optimizer state of rank ", r, " is missing in ", tmp.string(),
                  " (is the run folder on a file system shared by all nodes?)");
-    write_trainer_state(tmp / kTrainerStateFile, progress, opt, comm.size());
+    // The weights' checksum (safetensors has none): verified when the checkpoint is loaded.
+    write_trainer_state(tmp / kTrainerStateFile, progress, opt, comm.size(), io::weights_checksum((tmp / "model").string()));
     fsync_tree(tmp);
     if (fs::exists(final_dir)) {  // the same step saved again (e.g. after a resume): replace it
       const fs::path trash = ckdir / (".trash-" + name);
@@ -155,6 +140,43 @@ void save_checkpoint(const std::string& run_dir, model::QwenVL& model, const std
     io::write_file_atomic((ckdir / "latest").string(), name + "\n");
     prune(ckdir, name, keep_last);
   });
+}
+
+std::vector<std::string> complete_checkpoints(const std::string& run_dir) {
+  const fs::path ckdir = fs::path(run_dir) / "checkpoints";
+  std::error_code ec;
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(ckdir, ec)) return {};
+  for (const auto& entry : fs::directory_iterator(ckdir)) {
+    const int64_t step = step_of(entry.path().filename().string());
+    if (step >= 0 && is_complete(entry.path())) found.emplace_back(step, entry.path().string());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::optional<ResumePoint> resume_from_newest_readable(const std::string& run_dir, model::QwenVL& model,
+                                                       DistributedAdamW& opt, dist::Communicator& comm) {
+  const auto latest = latest_checkpoint(run_dir);
+  if (!latest) return std::nullopt;
+  std::vector<std::string> candidates{*latest};
+  for (auto& c : complete_checkpoints(run_dir))
+    if (c != *latest) candidates.push_back(std::move(c));
+  std::string errors;
+  for (const auto& dir : candidates) {
+    try {
+      auto progress = load_checkpoint(dir, model, opt, comm);  // collective: every rank agrees
+      if (!errors.empty()) log::warn("train: resuming from the older checkpoint ", dir);
+      return ResumePoint{dir, std::move(progress)};
+    } catch (const Error& e) {
+      log::warn("train: checkpoint ", dir, " cannot be used (", e.what(), "); trying the previous one");
+      errors += (errors.empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  fail("no checkpoint in '", run_dir, "/checkpoints' can be loaded: ", errors,
+       " — move the folder away to start over");
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
@@ -186,7 +208,7 @@ TrainProgress load_checkpoint(const std::string& checkpoint_dir, model::QwenVL& 
   const std::string state_path = (dir / kTrainerStateFile).string();
   TrainProgress p;
   // Every rank loads; a failure on any rank (e.g. its optimizer file is missing) stops all of them.
-  collective_phase(comm, false, "resume from " + checkpoint_dir, [&] {
+  dist::run_agreed(comm, "resume from " + checkpoint_dir, false, [&] {
     {
       auto f = h5::open_read(state_path);
       try {
@@ -200,6 +222,9 @@ TrainProgress load_checkpoint(const std::string& checkpoint_dir, model::QwenVL& 
         p.position = h5::get_attr_int(f, "position");
         p.seed = h5::get_attr_u64(f, "seed");
         p.extra = nlohmann::json::parse(h5::get_attr_string(f, "extra"));
+        if (comm.is_root() && h5::has_attr(f, "model_sha256"))
+          EVOQ_CHECK(h5::get_attr_string(f, "model_sha256") == io::weights_checksum((dir / "model").string()),
+                     (dir / "model").string(), ": the weights do not match their checksum (corrupt)");
       } catch (const H5::Exception& e) {
         fail(state_path, ": cannot read trainer state (", e.getDetailMsg(), ")");
       } catch (const nlohmann::json::exception& e) {

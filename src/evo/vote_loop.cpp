@@ -218,7 +218,9 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn
     }
     if (store.pending() >= std::size_t(std::max(1, config.flush_every_pairs)) ||
         seconds_since(last_flush) >= config.flush_every_seconds) {
+      const auto t0 = clock::now();
       store.flush();
+      stats.flush_seconds.push_back(seconds_since(t0));
       last_flush = clock::now();
     }
     if (seconds_since(last_progress) >= config.progress_every_seconds) {
@@ -230,7 +232,11 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn
       break;
     }
   }
-  store.flush();
+  if (store.pending() > 0) {
+    const auto t0 = clock::now();
+    store.flush();
+    stats.flush_seconds.push_back(seconds_since(t0));
+  }
   stats.seconds = seconds_since(start);
   report();
   return stats;

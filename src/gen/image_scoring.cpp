@@ -34,6 +34,12 @@ ImageScore summarise(const std::string& image, const std::vector<GeneratedSample
 
 }  // namespace
 
+std::uint64_t image_stream_key(const std::string& image) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a, 64 bit
+  for (unsigned char c : image) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
 std::string ImageScore::invalid_summary() const {
   std::string out;
   for (const auto& [reason, n] : invalid) out += (out.empty() ? "" : ";") + reason + ":" + std::to_string(n);
@@ -45,7 +51,7 @@ std::vector<ImageScore> score_images(const VlmSession& session, const std::vecto
   std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < images.size(); ++i) {
     GenerationRequest r;
-    r.request_id = i;
+    r.request_id = image_stream_key(images[i]);
     r.prompt = session.build_prompt({images[i]}, prompt);
     r.samples = samples;
     requests.push_back(std::move(r));

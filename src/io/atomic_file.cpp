@@ -29,6 +29,25 @@ std::string parent_dir(const std::string& path) {
 
 }  // namespace
 
+void append_file(const std::string& path, std::string_view content) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot open '", path, "' for appending: ", errno_text());
+  const char* p = content.data();
+  std::size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string reason = n < 0 ? errno_text() : std::string("no space written");
+      ::close(fd);
+      fail("cannot write '", path, "': ", reason);
+    }
+    p += n;
+    left -= std::size_t(n);
+  }
+  if (::close(fd) != 0) fail("cannot write '", path, "': ", errno_text());
+}
+
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot open ", path, " to fsync: ", errno_text());
@@ -36,7 +55,7 @@ void fsync_path(const std::string& path) {
   int saved = errno;
   ::close(fd);
   // Some file systems refuse fsync on directories (EINVAL); the rename is still atomic there.
-  if (rc != 0 && saved != EINVAL) fail("fsync failed for ", path, ": ", std::strerror(saved));
+  if (rc != 0 && saved != EINVAL) fail("cannot write '", path, "' (fsync): ", std::strerror(saved));
 }
 
 void replace_file_atomic(const std::string& path,
@@ -45,7 +64,7 @@ void replace_file_atomic(const std::string& path,
   try {
     write(tmp);
     fsync_path(tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename ", tmp, " to ", path, ": ", errno_text());
+    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write '", path, "' (rename from ", tmp, "): ", errno_text());
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;
@@ -53,9 +72,10 @@ void replace_file_atomic(const std::string& path,
   fsync_path(parent_dir(path));
 }
 
-BinaryFileWriter::BinaryFileWriter(const std::string& path) : path_(path) {
+BinaryFileWriter::BinaryFileWriter(const std::string& path, const std::string& display_name)
+    : path_(path), name_(display_name.empty() ? path : display_name) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("cannot create ", path, ": ", errno_text());
+  if (fd_ < 0) fail("cannot create '", name_, "': ", errno_text());
 }
 
 BinaryFileWriter::~BinaryFileWriter() {
@@ -63,12 +83,12 @@ BinaryFileWriter::~BinaryFileWriter() {
 }
 
 void BinaryFileWriter::write(const void* data, std::size_t size) {
-  if (fd_ < 0) fail("write to closed file ", path_);
+  if (fd_ < 0) fail("write to closed file '", name_, "'");
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
     ssize_t n = ::write(fd_, p, size);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("cannot write ", path_, ": ", n < 0 ? errno_text() : std::string("no space written"));
+    if (n <= 0) fail("cannot write '", name_, "': ", n < 0 ? errno_text() : std::string("no space written"));
     p += n;
     size -= static_cast<std::size_t>(n);
   }
@@ -78,12 +98,12 @@ void BinaryFileWriter::close() {
   if (fd_ < 0) return;
   int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) fail("cannot close ", path_, ": ", errno_text());
+  if (::close(fd) != 0) fail("cannot write '", name_, "': ", errno_text());
 }
 
 void write_file_atomic(const std::string& path, std::string_view content) {
   replace_file_atomic(path, [&](const std::string& tmp) {
-    BinaryFileWriter out(tmp);
+    BinaryFileWriter out(tmp, path);
     out.write(content);
     out.close();
   });

@@ -175,7 +175,7 @@ void write_npy(const std::string& path, DType dtype, const void* data, const std
   const std::string preamble = make_preamble(dtype, shape);
   const std::size_t nbytes = static_cast<std::size_t>(checked_numel(shape, path)) * dtype_size(dtype);
   replace_file_atomic(path, [&](const std::string& tmp) {
-    BinaryFileWriter out(tmp);
+    BinaryFileWriter out(tmp, path);
     out.write(preamble);
     if (nbytes) out.write(data, nbytes);
     out.close();

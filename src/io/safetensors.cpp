@@ -303,7 +303,7 @@ void write_safetensors_file(const std::string& path, std::vector<const TensorToW
   });
   const std::string header = make_header(order, metadata);
   replace_file_atomic(path, [&](const std::string& tmp) {
-    BinaryFileWriter out(tmp);
+    BinaryFileWriter out(tmp, path);
     std::uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<std::uint8_t>((std::uint64_t(header.size()) >> (8 * i)) & 0xFF);
     out.write(len, 8);

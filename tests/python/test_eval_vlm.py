@@ -9,6 +9,7 @@ large margin. transformers' own generate() confirms the construction; evoq must 
 """
 import csv
 import json
+import sys
 import os
 import shutil
 import subprocess
@@ -110,3 +111,24 @@ def test_score_command_agrees(answering_model, tmp_path):
     assert [e["mean"] for e in j["images"]] == [3.5, 3.5, 3.5]
     assert all(e["valid"] == 2 for e in j["images"])
     assert all(r.strip() == "\\boxed{3.5}" for e in j["images"] for r in e["responses"])
+
+
+def test_sampled_answers_of_an_image_do_not_depend_on_the_batch(answering_model, tmp_path):
+    """An image's sample stream is keyed by the image, not by its position in the call: scoring it alone
+    or after two other images gives the same sampled answers (so `evoq eval` gives the same scores with
+    any rank count, batch size or resume)."""
+    _, images = answering_model
+    d = tmp_path / "random-model"  # random weights: varied answers
+    src = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    subprocess.run([sys.executable, os.path.join(src, "data_prep", "make_tiny_model.py"), str(d)], check=True,
+                   capture_output=True)
+    together, alone = tmp_path / "together.json", tmp_path / "alone.json"
+    common = ["--samples", "3", "--max-new-tokens", "16", "--temperature", "1.5", "--top-k", "0", "--seed", "9"]
+    run("score", "--model", d, *images, *common, "--out", str(together))
+    run("score", "--model", d, images[2], *common, "--out", str(alone))
+    a = json.load(open(together))["images"][2]
+    b = json.load(open(alone))["images"][0]
+    assert a["responses"] == b["responses"]
+    # ... and the stream really is random at this temperature: the images' answers are not all alike.
+    every = [r for e in json.load(open(together))["images"] for r in e["responses"]]
+    assert len(set(every)) > 1, every

@@ -2,7 +2,9 @@
 digit strings (train_testlib): `evoq evolve --method evoestimate` with 2 MPI ranks runs pairs -> estimate ->
 train --reward estimate -> eval. Checked independently here:
   - estimates.h5: every sampled answer re-parsed in Python, pseudo score = mean of the valid ones;
-    a 1-rank `evoq estimate` with the same seed gives the same file (sample streams keyed by image);
+    a 1-rank `evoq estimate` with the same seed gives the same file (sample streams keyed by image;
+    bit for bit on the CPU, where this runs: on CUDA the batch-size-dependent kernels make it equal in
+    distribution only, docs/TRAINING.md "Determinism: CPU and CUDA");
   - the rollouts of training: reward = 1 when the answer is valid and |score - pseudo| < threshold, else 0,
     and advantages = Eq. 4 of those rewards."""
 import json

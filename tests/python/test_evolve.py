@@ -1,7 +1,11 @@
 """`evoq evolve` on a tiny Qwen2.5-VL rigged to answer with short digit strings (train_testlib): one round (pairs -> vote -> train -> eval) with 2 MPI
 ranks writes every output (read back with h5py / transformers-style safetensors), state.json records
 the stages, and kill -9 at random moments followed by a rerun of the same command gives the same
-labels, weights and evaluation as an uninterrupted run."""
+labels, weights and evaluation as an uninterrupted run.
+
+Device: CPU (--device cpu). The same labels bit for bit and weights within 1e-6 are CPU claims; on CUDA
+non-deterministic atomics in the backward and batch-size-dependent kernels make a rerun close, not
+identical (docs/TRAINING.md "Determinism: CPU and CUDA")."""
 import json
 import os
 import random

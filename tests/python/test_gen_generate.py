@@ -5,7 +5,9 @@ Oracles:
 - sampled: the raw model log-prob evoq reports for each sampled token equals log_softmax of
   transformers' full (uncached) forward over prompt + sampled tokens, which checks the shared-prefix
   cached decoding position by position;
-- shared prefix: K samples from one prefill equal K single-sample runs with the same seed.
+- shared prefix: K samples from one prefill equal K single-sample runs with the same seed (token for
+  token on the CPU, where this runs; on CUDA a batch of K and a batch of 1 use different kernels, so
+  a sample can differ after a near-tie: docs/TRAINING.md "Determinism: CPU and CUDA").
 The models use the real Qwen2-VL vocabulary size so the real tokenizer and chat template apply.
 """
 import json

@@ -15,13 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import faultlib
 import qwen_tiny as qt
 
 torch.set_num_threads(1)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-STEPS = 10
+STEPS = 12
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,14 @@ def final_weights(out):
     return load_file(out / "model.safetensors")
 
 
+def latest_step(run):
+    """Step of the checkpoint `latest` names (-1 before the first one)."""
+    try:
+        return int((run / "checkpoints" / "latest").read_text().strip().split("-")[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def test_kill_9_at_random_moments_then_resume(tmp_path, model_dir):
     run_loop(model_dir, tmp_path / "ref", "--save-every", 3, "--out", tmp_path / "ref-out")
     want = final_weights(tmp_path / "ref-out")
@@ -82,22 +91,19 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, model_dir):
 
     run = tmp_path / "killed"
     rng = random.Random(1234)
-    kills, steps_seen = 0, []
-    while kills < 5:
-        p = subprocess.Popen(loop_args(model_dir, run, "--save-every", 1, "--sleep-ms", 40, "--resume",
-                                       "--out", tmp_path / "killed-out"),
-                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.4, 2.0))
-        if p.poll() is not None:
-            assert p.returncode == 0, p.stderr.read().decode()
-            break
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        kills += 1
+    steps_seen = []
+    for kill in range(4):
+        # The fault: 1-2 checkpoints after the previous kill's, plus up to 50 ms (often mid-save); each step
+        # also sleeps 40 ms, so on any machine at least 4 steps remain when it lands.
+        target = (steps_seen[-1] if steps_seen else 0) + rng.randint(1, 2)
+        cmd = loop_args(model_dir, run, "--save-every", 1, "--sleep-ms", 40, "--resume", "--out", tmp_path / "killed-out")
+        p = faultlib.kill_after_progress(cmd, lambda: latest_step(run), target, rng, ENV)
+        assert p.returncode == -signal.SIGKILL
         steps_seen.append(check_latest_is_complete(run, model_dir))
+        assert target <= steps_seen[-1] < STEPS, f"the kill landed at step {steps_seen[-1]} of {STEPS}: no work remained"
+        assert not (tmp_path / "killed-out").exists()
     if not (tmp_path / "killed-out").exists():
         run_loop(model_dir, run, "--save-every", 1, "--resume", "--out", tmp_path / "killed-out")
-    assert kills >= 2, "the loop finished before it could be interrupted twice"
     assert check_latest_is_complete(run, model_dir) == STEPS
     # Only the newest two checkpoints are kept; no temporary folder is referenced.
     names = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
@@ -111,14 +117,14 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, model_dir):
 def test_sigterm_saves_and_exits_75(tmp_path, model_dir):
     run_loop(model_dir, tmp_path / "ref", "--save-every", 5, "--out", tmp_path / "ref-out")
     run = tmp_path / "stopped"
-    p = subprocess.Popen(loop_args(model_dir, run, "--save-every", 2, "--sleep-ms", 300, "--out", tmp_path / "out"),
-                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (run / "checkpoints" / "latest").exists():  # handlers are installed before the first step
-        assert p.poll() is None and time.time() < deadline, p.stderr.read().decode()
-        time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == 75, p.stderr.read().decode()
+    p = subprocess.Popen(loop_args(model_dir, run, "--save-every", 2, "--sleep-ms", 40, "--out", tmp_path / "out"),
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # Handlers are installed before the first step; the signal lands while the loop is frozen after its
+    # first checkpoint, so work remains by construction.
+    faultlib.wait_for(lambda: latest_step(run) >= 2, p, what="the first checkpoint")
+    with faultlib.frozen(p):
+        p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=600) == 75, p.stderr.read().decode()
     step = check_latest_is_complete(run, model_dir)
     assert step is not None and 0 < step < STEPS
     run_loop(model_dir, run, "--save-every", 2, "--resume", "--out", tmp_path / "out")
@@ -135,3 +141,37 @@ def test_resume_with_other_rank_count_or_layout_is_refused(tmp_path, model_dir):
                        text=True)
     assert r.returncode != 0
     assert "optimizer-r0.h5" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
+def test_sigterm_to_the_launcher_stops_every_rank_with_75(tmp_path, model_dir):
+    """`kill <pid>` of an interactive job started with scripts/evoq-mpirun: the ranks checkpoint and the
+    launcher exits with 75 (plain mpirun cannot: it kills the ranks itself); the rerun completes."""
+    launcher = os.path.join(os.environ.get("EVOQ_SOURCE_DIR", "."), "scripts", "evoq-mpirun")
+    ref_args = loop_args(model_dir, tmp_path / "ref", "--save-every", 1, "--out", tmp_path / "ref-out")
+    r = subprocess.run([launcher, "-np", "2", "--oversubscribe", *ref_args], env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "stopped"
+    cmd = [launcher, "-np", "2", "--oversubscribe",
+           *loop_args(model_dir, run, "--save-every", 1, "--sleep-ms", 40, "--resume", "--out", tmp_path / "out")]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    faultlib.wait_for(lambda: latest_step(run) >= 2, p, what="the first checkpoints")
+    # Rank 0 is held (SIGSTOP) until mpirun has forwarded the stop request (its log line): no step can
+    # finish meanwhile (every step ends in collectives), so the request lands with work remaining, and
+    # the stop flag is shared by all ranks at the end of the step.
+    ranks = faultlib.processes_of(EVOQ, str(run))
+    assert len(ranks) == 2, ranks
+    rank0 = next(pid for pid in ranks if faultlib.mpi_rank(pid) == 0)
+    log = faultlib.LineCollector(p.stderr)
+    os.kill(rank0, signal.SIGSTOP)
+    p.send_signal(signal.SIGTERM)  # to the launcher only, as `kill <pid>` does
+    faultlib.wait_for(lambda: log.contains("Forwarding signal 10"), p, what="mpirun forwarding SIGUSR1")
+    os.kill(rank0, signal.SIGCONT)
+    assert p.wait(timeout=600) == 75, log.text()
+    step = latest_step(run)
+    assert 2 <= step < STEPS, step
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want, got = final_weights(tmp_path / "ref-out"), final_weights(tmp_path / "out")
+    for k in want:
+        assert torch.equal(got[k], want[k]), k

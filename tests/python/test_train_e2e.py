@@ -5,7 +5,9 @@ Oracles: the rewards and advantages in the rollouts file are recomputed here fro
 from the paper) using the file's scores; the rollout log-probs of the first step are recomputed with
 transformers; the checkpoint loads in transformers; 2 MPI ranks give the same rollouts and weights as
 1 rank; runs killed with SIGKILL (also inside a checkpoint write) or stopped with SIGUSR1 and resumed
-end with weights identical to an uninterrupted run; the mean reward rises (a smoke of learning: the
+end with weights identical to an uninterrupted run (these equalities are CPU claims, the device these
+tests run on; on CUDA, NCCL's summation order, atomics in the backward and TF32 make them
+approximate: docs/TRAINING.md "Determinism: CPU and CUDA"); the mean reward rises (a smoke of learning: the
 tiny model's answers start mostly invalid and GRPO makes them valid)."""
 import json
 import math
@@ -18,6 +20,8 @@ import time
 import h5py
 import numpy as np
 import pytest
+
+import faultlib
 import torch
 from safetensors.torch import load_file
 
@@ -144,6 +148,9 @@ def test_outputs_and_reward_oracle(setup, tmp_path):
 
 @pytest.mark.skipif(MPIRUN is None, reason="no mpirun")
 def test_two_ranks_equal_one(setup, tmp_path):
+    # CPU: rollouts equal, weights within summation-order noise. On CUDA each rank's rollout batch is
+    # smaller with 2 ranks (other kernels) and NCCL's sum order depends on the rank count and topology:
+    # rollouts then agree in distribution, not token for token (docs/TRAINING.md "Determinism").
     _, _, _, model, _ = setup
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     args = ["--steps", "2", "--lr", "1e-3", "--beta", "0.05", "--checkpoint-every", "2"]
@@ -170,20 +177,9 @@ def test_two_ranks_equal_one(setup, tmp_path):
     assert max(m["grad_norm"] for m in m1) > 1e-3  # the policy-gradient term is active
 
 
-def wait_for(predicate, proc, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
-
-
 def test_resume_after_kill_and_signal_equals_uninterrupted_and_learns(setup, tmp_path):
     d, mdir, labels, _, _ = setup
-    args = ["--steps", "5", "--lr", "1e-2", "--beta", "0", "--checkpoint-every", "1", "--keep-checkpoints", "0",
+    args = ["--steps", "7", "--lr", "1e-2", "--beta", "0", "--checkpoint-every", "1", "--keep-checkpoints", "0",
             ]
     ref = str(tmp_path / "ref")
     train(setup, ref, *args)
@@ -203,28 +199,35 @@ def test_resume_after_kill_and_signal_equals_uninterrupted_and_learns(setup, tmp
     def writing_checkpoint():
         return os.path.isdir(ckpt) and any(n.startswith(".tmp-") for n in os.listdir(ckpt))
 
+    # Each fault is delivered while the job is frozen (SIGSTOP) right after the progress it waits for, so
+    # it lands with work remaining on any machine; that is asserted after each one.
     # 1: killed right after the first metrics line (before or while its checkpoint is written).
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: n_lines() >= 1, proc)
-    proc.kill()
-    proc.wait()
-    # 2: resumed, killed inside a checkpoint write (the step-3 checkpoint is the epoch boundary).
-    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: n_lines() >= 3 and writing_checkpoint(), proc)
-    proc.kill()
-    proc.wait()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    faultlib.wait_for(lambda: n_lines() >= 1, proc, what="the first metrics line")
+    with faultlib.frozen(proc):
+        proc.kill()
+    assert proc.wait() == -signal.SIGKILL and n_lines() < 7
+    # 2: resumed, killed inside a checkpoint write (a step >= 3 checkpoint; step 3 is the epoch boundary).
+    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    faultlib.wait_for(lambda: n_lines() >= 3 and writing_checkpoint(), proc, what="a checkpoint write after step 3")
+    with faultlib.frozen(proc):
+        proc.kill()
+    assert proc.wait() == -signal.SIGKILL and n_lines() < 7
     # 3: resumed, stopped by SIGUSR1: finishes the step, checkpoints, exits with status 75.
-    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: n_lines() >= 4, proc)
-    if proc.poll() is None:
+    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    faultlib.wait_for(lambda: n_lines() >= 4, proc, what="the fourth metrics line")
+    with faultlib.frozen(proc):
         proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate()
-    assert proc.returncode in (75, 0), err
+    assert proc.returncode == 75, err
+    assert 5 <= n_lines() < 7  # the step under way when stopped is finished and recorded, no more
     # 4: resumed to the end.
     run(cmd + ["--resume"])
 
     got = metrics(out)
-    assert [m["step"] for m in got] == list(range(5))  # never duplicated
+    assert [m["step"] for m in got] == list(range(7))  # never duplicated
     for a, b in zip(got, metrics(ref)):
         assert a["reward_mean"] == b["reward_mean"]
     w_ref, w = final_weights(ref), final_weights(out)

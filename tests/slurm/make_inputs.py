@@ -27,7 +27,8 @@ torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "data_prep"))
 import make_tiny_model  # noqa: E402
-N_IMAGES = 6
+N_IMAGES = 12  # 66 possible random pairs; the test votes 64
+N_EVAL = 8     # images of the eval CSV
 
 
 def nudge(model_dir):
@@ -65,29 +66,31 @@ def main(out):
     rng = np.random.default_rng(0)
     rows = []
     for i in range(N_IMAGES):
-        a = np.clip(40 + 30 * i + rng.normal(0, 25, (56, 56, 3)), 0, 255).astype(np.uint8)
+        a = np.clip(20 + 20 * i + rng.normal(0, 25, (56, 56, 3)), 0, 255).astype(np.uint8)
         path = os.path.join(images, f"img{i}.png")
         Image.fromarray(a).save(path)
         rows.append((path, i))
     with open(os.path.join(out, "eval.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "score"])
-        w.writerows(rows)
+        w.writerows(rows[:N_EVAL])
 
     with open(os.path.join(out, "tiny.cfg"), "w") as f:
-        f.write(f"""# Tiny sizes for the Slurm CI test (2 CPU ranks, a few seconds per stage).
+        f.write(f"""# Tiny sizes for the Slurm CI test (4 CPU ranks, seconds per stage).
 [vote]
 samples = 3
 seed = 1
 reasoning = 0
 max-new-tokens = 1
-pairs-per-batch = 2
+# one pair per batch, flushed at once: the test freezes the voters after the first flush, and each
+# rank then finishes at most the pair it is voting before it stops.
+pairs-per-batch = 1
 flush-every = 1
 dtype = fp32
 threads = 1
 
 [train]
-steps = 4
+steps = 6
 pairs-per-step = 2
 samples = 2
 max-new-tokens = 1

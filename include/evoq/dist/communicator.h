@@ -45,13 +45,23 @@ class Communicator {
 // process exit; works as a singleton when the process was not started by mpirun/srun.
 std::shared_ptr<Communicator> mpi_world();
 
-// NCCL communicator over the same ranks, one GPU per local rank. Throws evoq::Error when this build
-// has no NCCL or no GPU is visible. timeout_s bounds every collective: past it the communicator is
-// aborted and the job ends with MPI_Abort rather than hanging.
-std::shared_ptr<Communicator> make_nccl(const std::shared_ptr<Communicator>& mpi, double timeout_s = 600.0);
+// One process alone (rank 0 of 1, no MPI): every collective leaves its tensors as they are, on any
+// device; abort() ends the process. The bootstrap of a 1-rank NCCL communicator where MPI is absent
+// (the GPU acceptance tool) and the reference of tests that compare a union batch with a split one.
+std::shared_ptr<Communicator> single_process();
+
+// NCCL communicator over the ranks of `bootstrap` (which carries the unique id and host metadata),
+// one GPU per local rank. Throws evoq::Error when this build has no NCCL or no GPU is visible.
+// Collectives return once enqueued: the caller's CUDA stream waits for them, the host does not.
+// timeout_s bounds each collective from enqueue to completion: past it (or on an NCCL or CUDA error)
+// a watchdog thread aborts the communicator and ends the job through bootstrap->abort() rather than
+// hanging. The caller owns the communicator and must let go of it before main returns (it is
+// finalized and destroyed then); never keep it in a static (nccl_communicator.cpp says why).
+std::shared_ptr<Communicator> make_nccl(const std::shared_ptr<Communicator>& bootstrap, double timeout_s = 600.0);
 bool nccl_available();
 
-// The communicator for tensors on `device`: NCCL for CUDA, MPI for CPU.
+// The communicator for tensors on `device`: a new NCCL communicator over mpi_world() for CUDA (owned
+// by the caller, as make_nccl), mpi_world() for CPU.
 std::shared_ptr<Communicator> for_device(const torch::Device& device);
 
 // Byte helpers for all_gather_bytes payloads.

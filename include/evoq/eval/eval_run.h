@@ -35,6 +35,9 @@ struct EvalOptions {
   std::string baseline_json;                  // a previous results.json for the baseline column
   int rank = 0, world = 1;                    // this process's shard
   std::function<void()> barrier;              // required when world > 1
+  // Required when world > 1: every rank passes its error ("" for none) and gets back the same agreed
+  // error (dist/agreement.h), so a failure on one rank ends every rank with the same message.
+  std::function<std::string(const std::string&)> agree_on_error;
 };
 
 // Parses "NAME=DIR" (throws evoq::UsageError naming the option otherwise).

@@ -1,16 +1,20 @@
 #pragma once
-// Crash-safe, resumable store of voting results (issue 5).
+// Crash-safe, resumable store of voting results (issue 5; append-only since issue 15).
 //
-// Each rank keeps ONE shard file "<dir>/labels-shard-r<rank>.h5" holding every pair that rank has
-// finished so far (across runs). A flush rewrites the whole shard under a temporary name, fsyncs it
-// and renames it over the old one, so after kill -9 at any moment the shard on disk is either the
-// previous or the new complete file: nothing flushed is lost, nothing is duplicated.
+// Each flush of a rank writes the pairs it finished since the last flush into a NEW segment file
+// "<dir>/labels-shard-r<rank>-<seq>.h5" (seq = 000000, 000001, ...), built in memory and put in place
+// by temporary name + fsync + rename (io/h5.h). A flush therefore costs O(new pairs), whatever the
+// shard has already grown to, and after kill -9 at any moment every segment on disk is complete:
+// nothing flushed is lost, nothing is duplicated. Segments carry checksums (Fletcher32 on the numeric
+// columns, a SHA-256 over the rest) and are verified whenever they are read.
 //
-// On start every rank reads ALL shards of the folder: the finished set is their union, so a rerun
-// skips finished pairs, also with a different rank count (old shards of ranks that no longer exist
-// are kept and merged). A shard written with different run settings (the `run_config` JSON: K,
-// seed, model checksum, prompt, sampling, pairs file...) is refused with a message naming the
-// differing keys. merge_labels() assembles labels.h5 (docs/FORMATS.md "labels.h5").
+// On start every rank reads ALL segments of the folder: the finished set is their union, so a rerun
+// skips finished pairs, also with a different rank count. A segment written with different run
+// settings (the `run_config` JSON: K, seed, model checksum, prompt, sampling, pairs file...) is
+// refused with a message naming the differing keys. merge_labels() checks every pair against Eq. 1
+// (p* and the vote counts recomputed from the stored per-sample answers) and assembles labels.h5
+// (docs/FORMATS.md "labels.h5"). The single-file shards of earlier versions ("labels-shard-r<rank>.h5")
+// are read as well.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -55,27 +59,34 @@ struct LabelRunInfo {
 
 class LabelStore {
  public:
-  // Opens (creating) the shard folder for `rank`, loads every shard there and checks its run_config.
+  // Opens (creating) the shard folder for `rank`, loads every segment there and checks its run_config.
   LabelStore(std::string dir, int rank, const LabelRunInfo& info);
 
   bool finished(std::int64_t pair_index) const { return finished_.count(pair_index) > 0; }
   std::size_t finished_count() const { return finished_.size(); }
   // Records a finished pair (kept in memory until flush()). Adding a finished pair is an error.
   void add(PairLabel label);
-  std::size_t pending() const { return pending_; }
-  // Rewrites this rank's shard with every pair it holds (crash-safe). No-op when nothing is pending.
+  std::size_t pending() const { return pending_.size(); }
+  // Writes the pending pairs as this rank's next segment (crash-safe). No-op when nothing is pending.
+  // On failure (disk full...) it throws evoq::Error naming the segment and the reason; the pending
+  // pairs are kept, so a later flush may still write them.
   void flush();
 
-  const std::string& shard_path() const { return shard_path_; }
-  static std::string shard_name(int rank);
+  const std::string& dir() const { return dir_; }
+  // Name of segment `seq` of `rank`.
+  static std::string segment_name(int rank, std::int64_t seq);
 
  private:
-  std::string dir_, shard_path_, config_text_;
+  std::string dir_, config_text_;
   int rank_;
-  std::vector<PairLabel> mine_;  // this rank's shard contents
+  std::int64_t next_segment_ = 0;
+  std::vector<PairLabel> pending_;
   std::unordered_set<std::int64_t> finished_;
-  std::size_t pending_ = 0;
 };
+
+// Eq. 1 consistency of one record: vote counts equal the counts of its per-sample answers and p* is
+// majority_vote's value (NaN for no label or a failed pair). Returns "" when consistent, else why not.
+std::string label_inconsistency(const PairLabel& label);
 
 // Reads every shard file of a folder (sorted by name). Throws evoq::Error on a corrupt shard or a
 // run_config that differs from `expected_config` (unless it is empty).
@@ -87,7 +98,8 @@ struct MergeSummary {
 
 // Merges the shards of `dir` into labels.h5 at out_path (crash-safe). Pairs are written in pair
 // order. Refuses when pairs are missing unless allow_partial; a pair present twice with different
-// content is an error.
+// content, or a pair whose p* or vote counts do not follow from its stored answers (Eq. 1), is an
+// error naming the pair and its segment.
 MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const LabelRunInfo& info,
                           const std::string& out_path, bool allow_partial = false);
 

@@ -99,6 +99,7 @@ struct VoteStats {
   std::size_t invalid = 0;
   double seconds = 0.0;
   bool stopped = false;            // a stop signal ended the loop early (everything finished is flushed)
+  std::vector<double> flush_seconds;  // wall time of each shard flush, in order (benchmarks: bench/)
 };
 
 struct ProgressInfo {

@@ -3,6 +3,7 @@
 // parse_score; the image's score is the mean of its valid answers (invalid answers are counted per
 // reason, never replaced). Shared by `evoq score` and the "vlm" scorer of `evoq eval`.
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +21,11 @@ struct ImageScore {
   std::vector<std::string> responses;
   std::string invalid_summary() const;  // "reason:count;..."
 };
+
+// The sampling stream of an image: sample k of image x is drawn from (seed, image_stream_key(x), k), a
+// hash of the path as given, so an image's answers do not depend on the other images of the call, the
+// batch size, the rank count of `evoq eval` or a resume.
+std::uint64_t image_stream_key(const std::string& image);
 
 // Scores `images` with `samples` answers each (greedy when options.sampling.do_sample is false).
 std::vector<ImageScore> score_images(const VlmSession& session, const std::vector<std::string>& images,

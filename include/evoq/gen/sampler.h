@@ -7,7 +7,6 @@
 // (rng.h), so a sample depends only on (seed, request id, sample index, step).
 #include <torch/torch.h>
 
-#include <boost/program_options.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <vector>
@@ -36,12 +35,6 @@ SamplingParams model_sampling_defaults(const std::filesystem::path& model_dir);
 // Checks the domain of each setting (temperature > 0 when sampling, top_p in (0, 1], top_k >= 0,
 // penalty > 0, max_new_tokens >= 1); throws UsageError naming `what` (the option or file).
 void validate(const SamplingParams& p, const std::string& what);
-
-// Per-stage overrides: --temperature --top-p --top-k --repetition-penalty --max-new-tokens
-// (--greedy / --sample are added by the commands that need them). Values left unset keep the
-// model's generation_config.json.
-void add_sampling_options(boost::program_options::options_description& options, int64_t default_max_new_tokens);
-void apply_sampling_options(const boost::program_options::variables_map& vm, SamplingParams& p);
 
 // --- processors: logits [B, V] float32, returns new tensors ---
 // HF RepetitionPenaltyLogitsProcessor: for tokens present in the sequence (prompt + generated),

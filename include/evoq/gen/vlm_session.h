@@ -2,6 +2,7 @@
 // Everything generation needs from a checkpoint directory: the model, its tokenizer, image
 // processor settings, sampling defaults (generation_config.json) and stop ids; builds chat prompts
 // with images.
+#include <boost/program_options.hpp>
 #include <memory>
 #include <set>
 #include <string>

@@ -15,6 +15,11 @@ void write_file_atomic(const std::string& path, std::string_view content);
 // fsyncs and renames it to path. If write throws, the temporary file is removed.
 void replace_file_atomic(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
 
+// Appends `content` to path (created when missing) with one write loop; errors (a full disk...) name
+// the file and the system's reason. For line logs such as metrics.jsonl, whose readers tolerate a torn
+// last line.
+void append_file(const std::string& path, std::string_view content);
+
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 
@@ -24,7 +29,8 @@ std::string read_file(const std::string& path);  // throws evoq::Error naming th
 // replace_file_atomic's callback to stream large outputs without building them in memory.
 class BinaryFileWriter {
  public:
-  explicit BinaryFileWriter(const std::string& path);
+  // display_name (default: path) is the name errors give, e.g. the final name of a temporary file.
+  explicit BinaryFileWriter(const std::string& path, const std::string& display_name = "");
   ~BinaryFileWriter();
   BinaryFileWriter(const BinaryFileWriter&) = delete;
   BinaryFileWriter& operator=(const BinaryFileWriter&) = delete;
@@ -33,7 +39,7 @@ class BinaryFileWriter {
   void close();  // flushes and closes; throws on failure
 
  private:
-  std::string path_;
+  std::string path_, name_;
   int fd_ = -1;
 };
 

@@ -1,30 +1,52 @@
 // NCCL backend of the Communicator (CUDA tensors). Compiled only when the CUDA toolkit, NCCL and a
-// CUDA build of torch are present (EVOQ_HAVE_NCCL); it cannot run on a machine without a GPU.
+// CUDA build of torch are present (EVOQ_HAVE_NCCL). It has not run on a GPU yet; the rules for NCCL's
+// result codes live in nccl_status.h and are unit-tested on the CPU.
 //
-// Bootstrap: rank 0 creates the ncclUniqueId, MPI broadcasts it, each rank binds the GPU of its local
-// rank and joins. NCCL has no per-call timeout, so every collective is followed by a poll of the stream
-// and ncclCommGetAsyncError against a wall clock; on error or timeout the communicator is aborted and
-// the job ends through MPI_Abort instead of hanging forever.
+// What it does, and how that compares with PyTorch's ProcessGroupNCCL (read for behaviour, not copied):
+//  * Bootstrap: rank 0 creates the ncclUniqueId, the bootstrap communicator (MPI, or the single-process
+//    one of the GPU acceptance tool) broadcasts it, each rank binds the GPU of its local rank.
+//  * Non-blocking communicator (config.blocking = 0), as PyTorch's nonblocking mode: init and every
+//    collective may answer ncclInProgress, and the state is then polled with ncclCommGetAsyncError
+//    until it settles (sleeping between polls at init/finalize, yielding for collectives), bounded by
+//    the timeout. That keeps a hung peer from freezing a rank inside an NCCL call.
+//  * Streams: each collective runs on this communicator's own NCCL stream. The NCCL stream first waits
+//    for an event recorded on the caller's (compute) stream, so the inputs are ready; after the launch
+//    an event is recorded on the NCCL stream and the compute stream waits for it. Neither wait blocks
+//    the host: kernels queued later on the compute stream simply run after the collective (PyTorch's
+//    Work::wait() without blocking-wait mode). No recordStream is needed: the compute stream is
+//    ordered after the collective before the call returns, so memory the caller frees afterwards is
+//    only reused by work that runs after it (the reason PyTorch unstashes its tensors after the wait).
+//  * Watchdog: a background thread scans the enqueued collectives' events (as PyTorch's watchdog) and
+//    ncclCommGetAsyncError; a CUDA error, an NCCL error, or a collective pending longer than the
+//    timeout aborts the communicator and ends the job (MPI_Abort) instead of hanging, also while the
+//    main thread is blocked in a CUDA synchronisation that waits for the collective. The timeout thus
+//    bounds enqueue-to-completion, including compute queued before the collective.
+//  * End: ncclCommFinalize (polled until settled), then ncclCommDestroy; while an exception unwinds or
+//    when finalize fails or times out, ncclCommAbort instead (PyTorch aborts a process group that
+//    was never shut down). The owner must destroy the communicator before main returns: a static
+//    owner would run this after MPI_Finalize and after the CUDA runtime began its own teardown, so
+//    for_device() and make_nccl() return a communicator owned by the caller and keep no copy.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
-#include <mpi.h>
 #include <nccl.h>
 
-#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
+#include "evoq/dist/nccl_status.h"
 
 namespace evoq::dist {
 namespace {
 
-void check_nccl(ncclResult_t rc, const char* what) {
-  if (rc != ncclSuccess) fail("NCCL ", what, " failed: ", ncclGetErrorString(rc));
-}
+namespace ns = nccl_status;
 
 void check_cuda(cudaError_t rc, const char* what) {
   if (rc != cudaSuccess) fail("CUDA ", what, " failed: ", cudaGetErrorString(rc));
@@ -54,91 +76,134 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
+// A CUDA event without timing, destroyed with its owner.
+class Event {
+ public:
+  Event() { check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "EventCreate"); }
+  ~Event() { cudaEventDestroy(event_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record(cudaStream_t stream) { check_cuda(cudaEventRecord(event_, stream), "EventRecord"); }
+  void make_wait(cudaStream_t stream) { check_cuda(cudaStreamWaitEvent(stream, event_, 0), "StreamWaitEvent"); }
+  ns::EventState query() const {
+    const cudaError_t q = cudaEventQuery(event_);
+    if (q == cudaSuccess) return ns::EventState::done;
+    if (q == cudaErrorNotReady) return ns::EventState::pending;
+    return ns::EventState::error;
+  }
+
+ private:
+  cudaEvent_t event_{};
+};
+
+constexpr int kSlowPollMs = 1;  // init and finalize take milliseconds to seconds: sleep between polls
+constexpr auto kWatchdogPeriod = std::chrono::milliseconds(50);
+
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(std::shared_ptr<Communicator> mpi, double timeout_s)
-      : mpi_(std::move(mpi)), timeout_s_(timeout_s) {
+  NcclCommunicator(std::shared_ptr<Communicator> bootstrap, double timeout_s)
+      : bootstrap_(std::move(bootstrap)), timeout_s_(timeout_s), clock_(ns::real_clock(0)) {
     int devices = 0;
     check_cuda(cudaGetDeviceCount(&devices), "GetDeviceCount");
     EVOQ_CHECK(devices > 0, "NCCL backend: no CUDA device visible");
-    EVOQ_CHECK(mpi_->local_rank() < devices, "NCCL backend: local rank ", mpi_->local_rank(), " but only ",
-               devices, " GPUs visible on this node (one rank per GPU)");
-    device_ = mpi_->local_rank();
+    EVOQ_CHECK(bootstrap_->local_rank() < devices, "NCCL backend: local rank ", bootstrap_->local_rank(),
+               " but only ", devices, " GPUs visible on this node (one rank per GPU)");
+    device_ = bootstrap_->local_rank();
     check_cuda(cudaSetDevice(device_), "SetDevice");
     int version = 0;
     ncclGetVersion(&version);
-    log::debug("NCCL version ", version, ", rank ", mpi_->rank(), " on GPU ", device_);
+    log::debug("NCCL version ", version, ", rank ", rank(), " on GPU ", device_);
     ncclUniqueId id;
-    if (mpi_->rank() == 0) check_nccl(ncclGetUniqueId(&id), "GetUniqueId");
+    if (rank() == 0) {
+      const ncclResult_t made = ncclGetUniqueId(&id);  // no communicator yet: blocking, no async state
+      if (made != ncclSuccess) fail("NCCL GetUniqueId failed: ", ncclGetErrorString(made));
+    }
     torch::Tensor id_bytes = torch::from_blob(&id, {int64_t(sizeof id)}, torch::kUInt8);
-    mpi_->broadcast(id_bytes, 0);
+    bootstrap_->broadcast(id_bytes, 0);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;  // non-blocking so init and collectives can be polled and aborted
-    check_nccl(ncclCommInitRankConfig(&comm_, mpi_->size(), id, mpi_->rank(), &config), "CommInitRank");
-    wait_for_comm("CommInitRank");
+    config.blocking = 0;  // every call returns at once; the waits below are ours, with a timeout
+    const auto init = ns::settle(ncclCommInitRankConfig(&comm_, size(), id, rank(), &config),
+                                 [this] { return async_state(); }, timeout_s_, ns::real_clock(kSlowPollMs));
+    if (!init.ok()) abort_job(init.describe("CommInitRank"));
+    nccl_stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_).stream();
+    watchdog_ = std::thread([this] { watch(); });
   }
 
   ~NcclCommunicator() override {
-    if (comm_) ncclCommDestroy(comm_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (watchdog_.joinable()) watchdog_.join();
+    if (!comm_) return;
+    cudaSetDevice(device_);
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto end = ns::end_communicator(
+        {[this] { return ncclCommFinalize(comm_); }, [this] { return async_state(); },
+         [this] { return ncclCommDestroy(comm_); }, [this] { return ncclCommAbort(comm_); }},
+        std::uncaught_exceptions() > 0, timeout_s_, ns::real_clock(kSlowPollMs));
+    if (end.ending == ns::Ending::aborted) log::warn("NCCL communicator aborted at its end (", end.why, ")");
+    comm_ = nullptr;
+    events_.clear();
   }
 
   std::string backend() const override { return "nccl"; }
-  int rank() const override { return mpi_->rank(); }
-  int size() const override { return mpi_->size(); }
-  int local_rank() const override { return mpi_->local_rank(); }
-  int local_size() const override { return mpi_->local_size(); }
+  int rank() const override { return bootstrap_->rank(); }
+  int size() const override { return bootstrap_->size(); }
+  int local_rank() const override { return bootstrap_->local_rank(); }
+  int local_size() const override { return bootstrap_->local_size(); }
 
   void all_reduce(torch::Tensor& t, ReduceOp op) override {
     check_tensor(t, "all_reduce");
-    auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), nccl_op(op), comm_,
-                             stream.stream()),
-               "AllReduce");
-    wait(stream.stream(), "AllReduce");
+    enqueue("AllReduce", [&](cudaStream_t s) {
+      return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), nccl_op(op), comm_, s);
+    });
   }
 
   void broadcast(torch::Tensor& t, int root) override {
     check_tensor(t, "broadcast");
-    auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), root, comm_,
-                             stream.stream()),
-               "Broadcast");
-    wait(stream.stream(), "Broadcast");
+    enqueue("Broadcast", [&](cudaStream_t s) {
+      return ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), root, comm_, s);
+    });
   }
 
   void reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) override {
     check_tensor(input, "reduce_scatter");
     check_tensor(output, "reduce_scatter");
     EVOQ_CHECK(input.numel() == output.numel() * size(), "reduce_scatter: size mismatch");
-    auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), nccl_type(input.scalar_type()),
-                                 nccl_op(op), comm_, stream.stream()),
-               "ReduceScatter");
-    wait(stream.stream(), "ReduceScatter");
+    EVOQ_CHECK(input.scalar_type() == output.scalar_type(), "reduce_scatter: dtype mismatch");
+    enqueue("ReduceScatter", [&](cudaStream_t s) {
+      return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), nccl_type(input.scalar_type()),
+                               nccl_op(op), comm_, s);
+    });
   }
 
   void all_gather(const torch::Tensor& shard, torch::Tensor& output) override {
     check_tensor(shard, "all_gather");
     check_tensor(output, "all_gather");
     EVOQ_CHECK(output.numel() == shard.numel() * size(), "all_gather: size mismatch");
-    auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclAllGather(shard.data_ptr(), output.data_ptr(), shard.numel(), nccl_type(shard.scalar_type()), comm_,
-                             stream.stream()),
-               "AllGather");
-    wait(stream.stream(), "AllGather");
+    EVOQ_CHECK(shard.scalar_type() == output.scalar_type(), "all_gather: dtype mismatch");
+    enqueue("AllGather", [&](cudaStream_t s) {
+      return ncclAllGather(shard.data_ptr(), output.data_ptr(), shard.numel(), nccl_type(shard.scalar_type()), comm_,
+                           s);
+    });
   }
 
-  void barrier() override { mpi_->barrier(); }
+  void barrier() override { bootstrap_->barrier(); }
 
   [[noreturn]] void abort(int exit_code) override {
-    if (comm_) ncclCommAbort(comm_);
-    comm_ = nullptr;
-    mpi_->abort(exit_code);
-    std::abort();  // not reached: MPI_Abort ends the process
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (comm_) ncclCommAbort(comm_);
+      comm_ = nullptr;
+    }
+    bootstrap_->abort(exit_code);
+    std::abort();  // not reached: the bootstrap's abort ends the process
   }
 
   std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override {
-    return mpi_->all_gather_bytes(mine);  // host-side metadata travels over MPI
+    return bootstrap_->all_gather_bytes(mine);  // host-side metadata travels over the bootstrap (MPI)
   }
 
  private:
@@ -148,51 +213,73 @@ class NcclCommunicator final : public Communicator {
     EVOQ_CHECK(t.is_contiguous(), "NCCL communicator ", what, ": tensor must be contiguous");
   }
 
+  ncclResult_t async_state() const {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+    return rc == ncclSuccess ? state : rc;
+  }
+
+  // Runs `launch` (one NCCL collective on the given stream) ordered after the caller's stream and
+  // orders the caller's stream after it; the host returns once the collective is enqueued.
+  template <typename Launch>
+  void enqueue(const char* what, Launch launch) {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_));
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
+    std::lock_guard<std::mutex> lock(mutex_);
+    EVOQ_CHECK(comm_ != nullptr, "NCCL communicator ", what, ": the communicator was aborted");
+    Event inputs_ready;
+    inputs_ready.record(compute);
+    inputs_ready.make_wait(nccl_stream_);
+    const auto launched = ns::settle(launch(nccl_stream_), [this] { return async_state(); }, timeout_s_, clock_);
+    if (!launched.ok()) abort_job(launched.describe(what));
+    auto done = std::make_unique<Event>();
+    done->record(nccl_stream_);
+    done->make_wait(compute);
+    const std::uint64_t id = next_work_id_++;
+    events_.emplace(id, std::move(done));
+    pending_.add(id, what, clock_.now());
+  }
+
+  // The watchdog thread: retires finished collectives and ends the job on an error or a timeout.
+  void watch() {
+    cudaSetDevice(device_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_for(lock, kWatchdogPeriod, [this] { return stopping_; });
+      if (stopping_ || pending_.empty() || !comm_) continue;
+      const auto reason = pending_.scan([this](std::uint64_t id) { return events_.at(id)->query(); }, async_state(),
+                                        clock_.now(), timeout_s_, [this](std::uint64_t id) { events_.erase(id); });
+      if (reason) abort_job(*reason);
+    }
+  }
+
+  // Called with mutex_ held (or before the watchdog exists); never returns.
   [[noreturn]] void abort_job(const std::string& why) {
     log::error("NCCL ", why, " on rank ", rank(), ": aborting the communicator and the job");
-    ncclCommAbort(comm_);
+    if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
-    MPI_Abort(MPI_COMM_WORLD, 3);
-    std::abort();
+    // From the watchdog thread this calls MPI_Abort off the main thread; acceptable for a process
+    // that is about to die (MPI_Abort only has to make a best attempt to end every rank).
+    bootstrap_->abort(3);
+    std::abort();  // not reached
   }
 
-  void wait_for_comm(const char* what) {
-    auto start = std::chrono::steady_clock::now();
-    for (;;) {
-      ncclResult_t state;
-      ncclCommGetAsyncError(comm_, &state);
-      if (state == ncclSuccess) return;
-      if (state != ncclInProgress) abort_job(std::string(what) + ": " + ncclGetErrorString(state));
-      if (elapsed(start) > timeout_s_) abort_job(std::string(what) + " timed out");
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-
-  // Polls the stream until the collective finished, checking NCCL's async error and the deadline.
-  void wait(cudaStream_t stream, const char* what) {
-    wait_for_comm(what);  // the enqueue itself may still be in progress on a non-blocking communicator
-    auto start = std::chrono::steady_clock::now();
-    for (;;) {
-      cudaError_t q = cudaStreamQuery(stream);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) abort_job(std::string(what) + ": " + cudaGetErrorString(q));
-      ncclResult_t state;
-      ncclCommGetAsyncError(comm_, &state);
-      if (state != ncclSuccess && state != ncclInProgress)
-        abort_job(std::string(what) + ": " + ncclGetErrorString(state));
-      if (elapsed(start) > timeout_s_) abort_job(std::string(what) + " timed out");
-      std::this_thread::yield();
-    }
-  }
-
-  static double elapsed(std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-
-  std::shared_ptr<Communicator> mpi_;
+  std::shared_ptr<Communicator> bootstrap_;
   double timeout_s_;
+  ns::PollClock clock_;
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t nccl_stream_ = nullptr;  // a pool stream owned by c10 (never destroyed)
+
+  // Guards comm_ and the work list between the caller's thread and the watchdog: NCCL calls on one
+  // communicator must not run concurrently.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  ns::PendingWork pending_;
+  std::map<std::uint64_t, std::unique_ptr<Event>> events_;
+  std::uint64_t next_work_id_ = 0;
+  std::thread watchdog_;
 };
 
 }  // namespace
@@ -202,8 +289,8 @@ bool nccl_available() {
   return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
 }
 
-std::shared_ptr<Communicator> make_nccl(const std::shared_ptr<Communicator>& mpi, double timeout_s) {
-  return std::make_shared<NcclCommunicator>(mpi, timeout_s);
+std::shared_ptr<Communicator> make_nccl(const std::shared_ptr<Communicator>& bootstrap, double timeout_s) {
+  return std::make_shared<NcclCommunicator>(bootstrap, timeout_s);
 }
 
 }  // namespace evoq::dist

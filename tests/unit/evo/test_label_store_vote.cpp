@@ -1,6 +1,7 @@
 // Label store (shards, resume, merge) and the model-agnostic vote loop with fake vote functions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -216,6 +217,83 @@ TEST(LabelStore, RefusesOtherSettingsAndIncompleteMerge) {
   auto summary = merge_labels((dir / "shards").string(), pairs, run_info(4), (dir / "l.h5").string(), true);
   EXPECT_EQ(summary.pairs, 1u);
   EXPECT_EQ(summary.missing, 4u);
+  fs::remove_all(dir);
+}
+
+// The merge recomputes Eq. 1 from the stored answers: a record whose p* or vote counts contradict its
+// answers (a bug, or damage that got past the checksums) is refused with a line naming the pair.
+TEST(LabelStore, MergeRefusesLabelsThatContradictEq1) {
+  const auto pairs = make_pairs(6, 5);
+  auto label = [](std::int64_t pair, std::vector<std::int8_t> answers, double p_star) {
+    PairLabel l;
+    l.pair_index = pair;
+    l.answers = answers;
+    l.swapped.assign(answers.size(), 0);
+    l.samples_used = std::int32_t(answers.size());
+    for (auto a : answers) (a == answer_first ? l.votes_i : a == answer_second ? l.votes_j : l.invalid)++;
+    l.p_star = p_star;
+    return l;
+  };
+  // Consistent: 2:1 -> 1, 1:1 -> 0.5, 0:0 -> NaN.
+  EXPECT_EQ(label_inconsistency(label(0, {0, 0, 1}, 1.0)), "");
+  EXPECT_EQ(label_inconsistency(label(0, {0, 1, -1}, 0.5)), "");
+  EXPECT_EQ(label_inconsistency(label(0, {-1, -1}, std::nan(""))), "");
+  auto wrong_p = label(3, {0, 0, 1}, 0.0);
+  auto wrong_count = label(3, {0, 1, 1}, 0.0);
+  wrong_count.votes_i = 2;  // the answers say 1:2
+  for (const auto& bad : {wrong_p, wrong_count}) {
+    EXPECT_NE(label_inconsistency(bad), "");
+    auto dir = temp_dir("eq1");
+    {
+      LabelStore store((dir / "shards").string(), 0, run_info(4));
+      store.add(label(0, {0}, 1.0));
+      store.add(bad);
+      store.flush();
+    }
+    try {
+      merge_labels((dir / "shards").string(), pairs, run_info(4), (dir / "l.h5").string(), true);
+      FAIL() << "an inconsistent label was merged";
+    } catch (const evoq::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("pair 3"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("labels-shard-r0-000000.h5"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(dir / "l.h5"));
+    fs::remove_all(dir);
+  }
+}
+
+// A flush writes only the new pairs, as the next numbered segment of the rank.
+TEST(LabelStore, FlushesAppendSegments) {
+  auto dir = temp_dir("segments");
+  const auto info = run_info(4);
+  PairLabel l;
+  l.votes_i = 1;
+  l.samples_used = 1;
+  l.answers = {answer_first};
+  l.swapped = {0};
+  l.p_star = 1.0;
+  {
+    LabelStore store((dir / "shards").string(), 2, info);
+    for (int p = 0; p < 5; ++p) {
+      l.pair_index = p;
+      store.add(l);
+      if (p % 2 == 1) store.flush();
+    }
+    store.flush();
+    store.flush();  // nothing pending: no file
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "shards")) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"labels-shard-r2-000000.h5", "labels-shard-r2-000001.h5",
+                                             "labels-shard-r2-000002.h5"}));
+  // A new store of the same rank continues the numbering and sees every pair.
+  LabelStore again((dir / "shards").string(), 2, info);
+  EXPECT_EQ(again.finished_count(), 5u);
+  l.pair_index = 7;
+  again.add(l);
+  again.flush();
+  EXPECT_TRUE(fs::exists(dir / "shards" / "labels-shard-r2-000003.h5"));
   fs::remove_all(dir);
 }
 

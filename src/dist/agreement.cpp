@@ -1,0 +1,32 @@
+#include "evoq/dist/agreement.h"
+
+#include "evoq/core/error.h"
+
+namespace evoq::dist {
+
+std::string agree_on_error(Communicator& comm, const std::string& error) {
+  const auto all = comm.size() > 1 ? comm.all_gather_bytes(to_bytes(error))
+                                   : std::vector<std::vector<std::uint8_t>>{to_bytes(error)};
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    if (all[r].empty()) continue;
+    if (int(r) == comm.rank() || comm.size() == 1) return to_string(all[r]);
+    return "failed on rank " + std::to_string(r) + ": " + to_string(all[r]);
+  }
+  return "";
+}
+
+void run_agreed(Communicator& comm, const std::string& what, bool root_only, const std::function<void()>& fn) {
+  std::string error;
+  if (!root_only || comm.is_root()) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (error.empty()) error = "unknown error";
+    }
+  }
+  const auto agreed = agree_on_error(comm, error);
+  if (!agreed.empty()) fail(what.empty() ? agreed : what + ": " + agreed);
+}
+
+}  // namespace evoq::dist
