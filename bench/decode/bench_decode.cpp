@@ -1,10 +1,11 @@
-// `evoq bench-decode` (hidden, benchmarks only): the model's decode step on G prompts x K sequences
+// `evoq_bench_decode` (a benchmark executable, not part of `evoq`): the model's decode step on G prompts x K sequences
 // that share each prompt's KV. Prints one JSON line: decode tokens/s over --steps steps (after a
 // warm-up; also per second of process CPU time, which other jobs on a shared machine disturb less)
 // and, with --profile-ops, the ops one decode step runs per decoder layer, counted with the
 // LibTorch (Kineto) profiler as (ops of a step with all layers - ops with none) / layers.
 // Uses only the model API that predates the batched decode, so the same file builds against older
 // trees for before/after comparisons (bench/decode_ops.sh).
+#include <malloc.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <ctime>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -201,22 +203,42 @@ int run(const po::variables_map& vm) {
   return 0;
 }
 
-EVOQ_COMMAND(
-    "bench-decode", "(benchmark) decode tokens/s and ops per layer of the KV-cached decode step",
-    [](po::options_description& o, po::positional_options_description&) {
-      o.add_options()("model", po::value<std::string>(), "model directory (config.json; safetensors optional)")(
-          "random-weights", po::bool_switch()->default_value(false), "ignore the checkpoint, use random weights")(
-          "groups", po::value<int>()->default_value(1), "prompts (prefix groups)")(
-          "copies", po::value<int>()->default_value(8), "sequences per prompt")(
-          "prompt-tokens", po::value<int>()->default_value(256), "prompt length (text tokens)")(
-          "steps", po::value<int>()->default_value(32), "timed decode steps")(
-          "warmup", po::value<int>()->default_value(4), "untimed decode steps first")(
-          "profile-ops", po::bool_switch()->default_value(false), "count ops per layer with the profiler")(
-          "skinny-rows", po::value<int64_t>(), "most rows of the CPU weight-left product (0 = off)")(
-          "dtype", po::value<std::string>()->default_value("fp32"), "fp32 or bf16")(
-          "device", po::value<std::string>()->default_value("cpu"), "cpu or cuda[:N]")(
-          "threads", po::value<int>()->default_value(0), "torch intra-op threads (0 = default)");
-    },
-    run, "evoq bench-decode --model DIR [--groups G --copies K --profile-ops]", /*hidden=*/true);
+cli::Command bench_command() {
+  return cli::Command{
+      "evoq_bench_decode", "decode tokens/s and ops per layer of the KV-cached decode step",
+      [](po::options_description& o, po::positional_options_description&) {
+        o.add_options()("model", po::value<std::string>(), "model directory (config.json; safetensors optional)")(
+            "random-weights", po::bool_switch()->default_value(false), "ignore the checkpoint, use random weights")(
+            "groups", po::value<int>()->default_value(1), "prompts (prefix groups)")(
+            "copies", po::value<int>()->default_value(8), "sequences per prompt")(
+            "prompt-tokens", po::value<int>()->default_value(256), "prompt length (text tokens)")(
+            "steps", po::value<int>()->default_value(32), "timed decode steps")(
+            "warmup", po::value<int>()->default_value(4), "untimed decode steps first")(
+            "profile-ops", po::bool_switch()->default_value(false), "count ops per layer with the profiler")(
+            "skinny-rows", po::value<int64_t>(), "most rows of the CPU weight-left product (0 = off)")(
+            "dtype", po::value<std::string>()->default_value("fp32"), "fp32 or bf16")(
+            "device", po::value<std::string>()->default_value("cpu"), "cpu or cuda[:N]")(
+            "threads", po::value<int>()->default_value(0), "torch intra-op threads (0 = default)");
+      },
+      run, "evoq_bench_decode --model DIR [--groups G --copies K --profile-ops]"};
+}
 
 }  // namespace
+
+int main(int argc, char** argv) {
+  // The allocator setting `evoq` makes in src/apps/main.cpp, so the decode step is timed as `evoq` runs it.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  const auto command = bench_command();
+  try {
+    po::variables_map vm;
+    if (!cli::parse(command, argc, argv, vm, std::cout)) return 0;
+    return command.run(vm);
+  } catch (const UsageError& e) {
+    std::cerr << "evoq_bench_decode: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "evoq_bench_decode: error: " << e.what() << "\n";
+    return 1;
+  }
+}
