@@ -89,13 +89,29 @@ evolve() {  # evolve METHOD K SEED ROUNDS
   local method=$1 K=$2 seed=$3 rounds=$4 run="$study/runs/$1-K$2-s$3" units=$pps
   # A pair step rolls out up to 2 images per pair: EvoEstimate gets 2 images per pair of EvoQuality.
   [ "$method" = evoestimate ] && units=$((2 * pps))
+  mkdir -p "$(dirname "$run")"
+  cat > "$run.cfg" <<CFG
+max-new-tokens = 32
+threads = 1
+[vote]
+samples = $K
+pairs-per-batch = 8
+[estimate]
+samples = $K
+batch-images = 8
+[train]
+steps = $steps
+pairs-per-step = $units
+samples = $train_k
+micro-batch = 8
+lr = $lr
+beta = 0.02
+checkpoint-every = $steps
+CFG
   "$bin/evoq" evolve --run "$run" --model "$model" --rounds "$rounds" --method "$method" \
     --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$((stride * seed))" --eval-initial false \
     --eval-dataset "csv:$data/test-levels.csv" \
-    --vote-args "-K $K --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn" \
-    --estimate-args "-K $K --max-new-tokens 32 --batch-images 8 --threads 1 --log-level warn" \
-    --train-args "--steps $steps --pairs-per-step $units --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr $lr --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
-    --eval-args "$eval_args"
+    --log-level warn --stage-config "$run.cfg"
   for t in $(seq 1 "$rounds"); do
     measure "$run/round_$t/model" "$run/round_$t" $([ "$t" = "$rounds" ] && echo csiq)
   done

@@ -73,13 +73,27 @@ step "3. before the round: votes on $test_pairs held-out pairs (K=$K)"
 "${mpirun[@]}" "$bin/evoq" vote --model "$model" --pairs "$run/test-pairs.h5" --out "$run/test-labels-before.h5" \
   --seed 3 "${vote_args[@]}"
 
+# The stages' settings of the round (same keys as `evoq vote|train|eval`; keys before a section: every stage).
+cat > "$run/stages.cfg" <<CFG
+max-new-tokens = 32
+threads = 1
+[vote]
+samples = $K
+pairs-per-batch = 8
+[train]
+steps = $train_steps
+pairs-per-step = $pairs_per_step
+samples = 4
+micro-batch = 8
+lr = $lr
+beta = 0.02
+checkpoint-every = 4
+CFG
 step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> train -> eval"
 "${mpirun[@]}" "$bin/evoq" evolve --run "$run/evolve" --model "$model" --rounds 1 \
   --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \
   --eval-dataset "csv:$run/test-levels.csv" \
-  --vote-args "${vote_args[*]}" \
-  --train-args "--steps $train_steps --pairs-per-step $pairs_per_step --samples 4 --max-new-tokens 32 --micro-batch 8 --lr $lr --beta 0.02 --checkpoint-every 4 --threads 1 --log-level warn" \
-  --eval-args "--max-new-tokens 32 --log-level warn"
+  --log-level warn --stage-config "$run/stages.cfg"
 
 step "5. after the round: votes on the same held-out pairs"
 "${mpirun[@]}" "$bin/evoq" vote --model "$run/evolve/round_1/model" --pairs "$run/test-pairs.h5" \

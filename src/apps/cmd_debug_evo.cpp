@@ -16,7 +16,7 @@
 #include <sstream>
 #include <thread>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"

@@ -15,7 +15,7 @@
 #include <fstream>
 #include <map>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/evo/grpo_step.h"
 #include "evoq/gen/vlm_session.h"
@@ -23,6 +23,7 @@
 #include "evoq/model/activation_checkpoint.h"
 #include "evoq/model/autocast.h"
 #include "evoq/model/weights.h"
+#include "stage_options.h"
 
 namespace {
 
@@ -34,20 +35,21 @@ void add_options(po::options_description& o, po::positional_options_description&
   o.add_options()("in", po::value<std::string>(), "input JSON")("out", po::value<std::string>(), "output folder")(
       "activation-checkpointing", "recompute decoder layers and vision blocks in backward")(
       "autocast", po::value<std::string>()->default_value("off"), "off | bf16 (forwards under bf16 autocast)");
-  gen::add_runtime_options(o);
+  evoq::apps::add_runtime_options(o);
 }
 
 int run(const po::variables_map& vm) {
-  gen::apply_runtime_options(vm);
+  const auto runtime = evoq::apps::runtime_settings(vm);
+  const auto device = runtime.torch_device();
+  runtime.apply(device);
   const auto in_path = cli::require_string(vm, "in");
   const auto out_dir = cli::require_string(vm, "out");
   std::ifstream f(in_path);
   EVOQ_CHECK(f.good(), "cannot read '", in_path, "'");
   const json in = json::parse(f);
-  const auto dtype = gen::runtime_dtype(vm);
+  const auto dtype = runtime.torch_dtype(device);
   const auto autocast = model::parse_autocast(vm["autocast"].as<std::string>());
   model::set_activation_checkpointing(vm.count("activation-checkpointing") > 0);
-  const auto device = gen::runtime_device(vm);
   auto session = gen::VlmSession::load(in.at("model").get<std::string>(), dtype, device);
   std::shared_ptr<model::QwenVL> reference;
   if (in.contains("ref_model")) {
@@ -61,6 +63,7 @@ int run(const po::variables_map& vm) {
   config.clip_high = in.value("clip_high", config.clip_high);
   config.aggregation = evo::parse_loss_aggregation(in.value("aggregation", std::string("token-mean")));
   config.constant_divisor = in.value("constant_divisor", config.constant_divisor);
+  config.temperature = in.value("temperature", config.temperature);
   const int micro_batch = in.value("micro_batch", 1000000);
   const auto prompt = in.at("prompt").get<std::string>();
 
@@ -81,7 +84,7 @@ int run(const po::variables_map& vm) {
   std::vector<torch::Tensor> ref;
   if (config.beta != 0.0) {
     EVOQ_CHECK(reference != nullptr, "'", in_path, "': beta != 0 needs ref_model");
-    ref = evo::sequence_logprobs(*reference, seqs, micro_batch, autocast);
+    ref = evo::sequence_logprobs(*reference, seqs, micro_batch, autocast, config.temperature);
   }
   const double normaliser = evo::loss_normaliser(config, evo::local_counts(evo::response_mask(seqs)));
   session.model->zero_grad();

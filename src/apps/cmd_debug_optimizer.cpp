@@ -21,7 +21,7 @@
 #include <map>
 #include <thread>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"

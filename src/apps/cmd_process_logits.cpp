@@ -5,11 +5,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/gen/sample_step.h"
 #include "evoq/gen/sampler.h"
-#include "evoq/gen/sampling_options.h"
+#include "stage_options.h"
 
 namespace {
 
@@ -45,7 +45,7 @@ int run(const po::variables_map& vm) {
 
   evoq::gen::SamplingParams p;
   p.do_sample = vm.count("sample") > 0;
-  evoq::gen::apply_sampling_options(vm, p);
+  p = evoq::gen::with_overrides(p, evoq::apps::sampling_overrides(vm), "sampling options");
   std::vector<double> uniforms;
   if (p.do_sample) {
     uniforms = read_raw<double>(evoq::cli::require_string(vm, "uniforms"), size_t(rows));
@@ -77,7 +77,7 @@ EVOQ_COMMAND("process-logits", "(testing) apply the sampler to raw float32 logit
                    "history-len", po::value<int64_t>()->default_value(0), "history length per row")(
                    "uniforms", po::value<std::string>(), "raw float64 uniforms [rows] (with --sample)")(
                    "sample", "sample (default: greedy)")("out", po::value<std::string>(), "processed logits output");
-               evoq::gen::add_sampling_options(o, 1);
+               evoq::apps::add_sampling_options(o, 1, "the model's generation_config.json");
              },
              run, "evoq process-logits --logits F --rows R --vocab V --out F [--sample --uniforms F] [sampling options]",
              /*hidden=*/true);

@@ -3,7 +3,7 @@
 
 #include <cstdlib>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 
 namespace {
 // Tensors of a decode step (logits [K, V], MLP activations) are freed and allocated again every step.

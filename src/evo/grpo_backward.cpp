@@ -17,7 +17,7 @@ torch::Tensor pad_rows(const std::vector<torch::Tensor>& rows, std::size_t begin
 }  // namespace
 
 std::vector<torch::Tensor> sequence_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
-                                             int micro_batch, model::Autocast autocast) {
+                                             int micro_batch, model::Autocast autocast, double temperature) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   for (std::size_t b = 0; b < sequences.size(); b += std::size_t(micro_batch)) {
@@ -26,7 +26,7 @@ std::vector<torch::Tensor> sequence_logprobs(model::QwenVL& model, const std::ve
     TokenLogprobs lp;
     {
       model::AutocastScope scope(autocast, model.options().device());
-      lp = response_logprobs(model, mb);
+      lp = response_logprobs(model, mb, temperature);
     }
     for (std::size_t s = 0; s < mb.size(); ++s)
       out.push_back(lp.logp[std::int64_t(s)].narrow(0, 0, std::int64_t(mb[s].response.size())).clone());
@@ -54,7 +54,7 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
     TokenLogprobs lp;
     {
       model::AutocastScope scope(autocast, device);
-      lp = response_logprobs(model, mb);
+      lp = response_logprobs(model, mb, config.temperature);
     }
     if (lp.mask.sum().item<double>() == 0) continue;  // nothing to score (empty responses)
     const auto T = lp.logp.size(1);

@@ -25,6 +25,8 @@ nlohmann::json StepMetrics::to_json() const {
           {"images", images},
           {"sequences", sequences},
           {"zero_variance_groups", zero_variance_groups},
+          // Groups (images) whose K rewards are all equal: advantage 0, no gradient (the zero-signal guard).
+          {"zero_spread_fraction", images > 0 ? double(zero_variance_groups) / double(images) : 1.0},
           {"no_signal_images", no_signal_images},
           {"partners_skipped", partners_skipped},
           {"kl", kl},
@@ -87,12 +89,12 @@ StepResult grpo_step(const gen::VlmSession& policy, model::QwenVL* reference, co
   std::vector<torch::Tensor> logp_ref, logp_old;
   if (config.loss.beta != 0.0) {
     t0 = Clock::now();
-    logp_ref = sequence_logprobs(*reference, seqs, config.micro_batch, config.autocast);
+    logp_ref = sequence_logprobs(*reference, seqs, config.micro_batch, config.autocast, config.loss.temperature);
     m.reference_seconds = seconds_since(t0);
   }
   if (config.ppo_epochs > 1) {
     t0 = Clock::now();
-    logp_old = sequence_logprobs(model, seqs, config.micro_batch, config.autocast);
+    logp_old = sequence_logprobs(model, seqs, config.micro_batch, config.autocast, config.loss.temperature);
     m.old_seconds = seconds_since(t0);
   }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "evoq/core/error.h"
+#include "evoq/core/settings_diff.h"
 #include "evoq/io/h5.h"
 #include "evoq/evo/majority_vote.h"
 
@@ -19,10 +20,12 @@ namespace evoq::evo {
 namespace h5 = io::h5;
 
 nlohmann::json LabelRunInfo::to_json() const {
-  return nlohmann::json{{"model_path", model_path}, {"model_checksum", model_checksum}, {"K", K},
-                        {"sampling", sampling},     {"seed", seed},                     {"prompt", prompt},
-                        {"early_stop", early_stop}, {"pairs_file", pairs_file},         {"num_pairs", num_pairs},
-                        {"keep_responses", keep_responses}};
+  auto j = nlohmann::json{{"model_path", model_path}, {"model_checksum", model_checksum}, {"K", K},
+                          {"sampling", sampling},     {"seed", seed},                     {"prompt", prompt},
+                          {"early_stop", early_stop}, {"pairs_file", pairs_file},         {"num_pairs", num_pairs},
+                          {"keep_responses", keep_responses}};
+  if (!root.empty()) j["root"] = root;
+  return j;
 }
 
 namespace {
@@ -125,17 +128,11 @@ std::vector<PairLabel> read_records(const H5::H5File& file) {
 }
 
 std::string describe_config_difference(const std::string& have, const std::string& want) {
-  std::string keys;
   try {
-    const auto a = nlohmann::json::parse(have), b = nlohmann::json::parse(want);
-    for (const auto& [k, v] : b.items())
-      if (!a.contains(k) || a[k] != v) keys += (keys.empty() ? "" : ", ") + k;
-    for (const auto& [k, v] : a.items())
-      if (!b.contains(k)) keys += (keys.empty() ? "" : ", ") + k;
+    return describe_settings_differences(nlohmann::json::parse(have), nlohmann::json::parse(want));
   } catch (const std::exception&) {
-    keys = "(unreadable run_config)";
+    return "(unreadable run_config)";
   }
-  return keys;
 }
 
 struct ShardFile {

@@ -25,7 +25,9 @@ torch::Tensor response_mask(const std::vector<PolicySequence>& sequences) {
   return mask;
 }
 
-TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences) {
+TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
+                                double temperature) {
+  EVOQ_CHECK(temperature > 0.0, "response_logprobs: temperature must be > 0");
   const auto S = std::int64_t(sequences.size()), T = longest_response(sequences);
   const auto device = model.options().device();
   TokenLogprobs out;
@@ -101,6 +103,7 @@ TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySe
   auto cols = i64(pos, {std::int64_t(pos.size())});
   auto h = hidden.index({rows, cols});  // [N, H]
   auto logits = model.logits(h).to(torch::kFloat32);
+  if (temperature != 1.0) logits = logits / temperature;
   auto tgt = i64(target, {std::int64_t(target.size()), 1});
   auto logp = torch::zeros({S, T}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   const auto si = i64(out_s, {std::int64_t(out_s.size())}), ti = i64(out_t, {std::int64_t(out_t.size())});

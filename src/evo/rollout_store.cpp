@@ -108,6 +108,7 @@ void write_rollout_file(const std::string& path, const std::vector<std::vector<s
     h5::set_attr(f, "prompt", info.prompt);
     h5::set_attr(f, "model_path", info.model_path);
     h5::set_attr(f, "labels_path", info.labels_path);
+    if (!info.run_config.empty()) h5::set_attr(f, "run_config", info.run_config);
     h5::set_attr(f, "creation_time", h5::utc_now());
     h5::write_vector(f, "pair_index", pair_index);
     h5::write_vector(f, "pair_i", pair_i);

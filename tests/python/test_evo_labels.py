@@ -253,7 +253,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, images):
     vote(tmp_path, pairs, "run")
     out = tmp_path / "run" / "labels.h5"
     r = evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 7, "--seed", 4, check=False)
-    assert r.returncode == 1 and "different settings (K)" in r.stderr
+    assert r.returncode == 1 and "different settings (K (was 9, now 7))" in r.stderr, r.stderr
 
 
 def test_kill_9_at_random_moments_then_resume(tmp_path, images):

@@ -125,13 +125,14 @@ def hf_prompt(d, image, prompt):
     return tok(text, return_tensors="pt")["input_ids"][0], pix, grid
 
 
-def response_logprobs(model, prompt_ids, pix, grid, response):
-    """log pi(response token t | prompt, earlier tokens) by one full forward of transformers (with grad)."""
+def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
+    """log pi(response token t | prompt, earlier tokens) by one full forward of transformers (with grad),
+    under softmax(logits / temperature): the distribution samples at that temperature come from."""
     seq = torch.cat([prompt_ids, torch.tensor(response, dtype=torch.long)]).unsqueeze(0)
     logits = model(input_ids=seq, attention_mask=torch.ones_like(seq), pixel_values=pix, image_grid_thw=grid,
                    mm_token_type_ids=(seq == SPECIAL["image_token_id"]).int()).logits[0].float()
     P = prompt_ids.shape[0]
-    lp = torch.log_softmax(logits[P - 1:P - 1 + len(response)], -1)
+    lp = torch.log_softmax(logits[P - 1:P - 1 + len(response)] / temperature, -1)
     return lp.gather(1, torch.tensor(response).unsqueeze(1)).squeeze(1)
 
 

@@ -33,7 +33,9 @@ BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<P
 
 // Per-sequence log-prob vectors under `model` without gradients (reference / old policy), in
 // micro-batches (forwards under `autocast`; the returned log-probs are float32).
+// `temperature`: as response_logprobs (the rollouts' sampling temperature).
 std::vector<torch::Tensor> sequence_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
-                                             int micro_batch, model::Autocast autocast = model::Autocast::off);
+                                             int micro_batch, model::Autocast autocast = model::Autocast::off,
+                                             double temperature = 1.0);
 
 }  // namespace evoq::evo

@@ -54,6 +54,7 @@ struct LabelRunInfo {
   std::string pairs_file;
   std::uint64_t num_pairs = 0;
   bool keep_responses = false;
+  std::string root;  // the folder the pair images were read from ("" in runs of earlier versions)
   nlohmann::json to_json() const;
 };
 

@@ -28,10 +28,15 @@ struct TokenLogprobs {
                           // only computed when grad mode is on (the policy's pass), else undefined
 };
 
-// log pi(o_t | c, x, o_<t) for every response token of `sequences`, T = longest response.
+// log pi(o_t | c, x, o_<t) for every response token of `sequences`, T = longest response, under
+// softmax(logits / temperature): the distribution the responses were sampled from (verl and TRL divide
+// the logits by the rollout temperature the same way). Top-k / top-p truncation of the sampler is not
+// reflected: with it, these are the log-probs of the untruncated tempered distribution (training's
+// default sampling has top_k 0 and top_p 1, so the two coincide; docs/TRAINING.md).
 // Gradients flow into the model's parameters when grad mode is on (call under torch::NoGradGuard for
 // the reference / old policy).
-TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences);
+TokenLogprobs response_logprobs(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
+                                double temperature = 1.0);
 
 // The response mask alone (same layout as response_logprobs), without running the model.
 torch::Tensor response_mask(const std::vector<PolicySequence>& sequences);

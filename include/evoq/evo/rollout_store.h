@@ -16,6 +16,7 @@ struct RolloutFileInfo {
   std::uint64_t seed = 0;
   int samples = 0;
   std::string prompt, model_path, labels_path;
+  std::string run_config;  // the training run's settings (JSON), an attribute of the file
 };
 
 // Collective: gathers `mine` (this rank's rollouts) from every rank; rank 0 writes `path`.

@@ -1,4 +1,4 @@
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -53,8 +53,8 @@ std::string value_text(const po::variable_value& v) {
 
 // Keys before any [section] apply to every command that has them (others ignore them); keys in a
 // [command] section apply to that command only and must be its options.
-void store_config_file(const Command& command, const po::options_description& options, const std::string& path,
-                       po::variables_map& vm) {
+void store_config_file(const std::string& section_name, const po::options_description& options,
+                       const std::string& path, po::variables_map& vm) {
   std::ifstream in(path);
   if (!in) throw UsageError("--config: cannot open '" + path + "'");
   std::stringstream shared, own;
@@ -68,7 +68,7 @@ void store_config_file(const Command& command, const po::options_description& op
       continue;
     }
     if (section.empty()) shared << line << "\n";
-    else if (section == command.name) own << line << "\n";
+    else if (section == section_name) own << line << "\n";
   }
   try {
     po::store(po::parse_config_file(own, options, /*allow_unregistered=*/false), vm);
@@ -124,7 +124,7 @@ bool parse(const Command& command, int argc, const char* const* argv, po::variab
   try {
     auto parsed = po::command_line_parser(argc, argv).options(options).positional(positional).run();
     po::store(parsed, vm);  // first stored wins: the command line beats the config file
-    if (vm.count("config")) store_config_file(command, options, vm["config"].as<std::string>(), vm);
+    if (vm.count("config")) store_config_file(command.name, options, vm["config"].as<std::string>(), vm);
     if (vm.count("help")) {
       help_out << help_text(command, options, vm);
       return false;
@@ -169,7 +169,7 @@ int print_config_overview(const std::string& path) {
     if (c.add_options) c.add_options(options, positional);
     add_common_options(options);
     po::variables_map vm;
-    store_config_file(c, options, path, vm);
+    store_config_file(c.name, options, path, vm);
     std::string line;
     for (const auto& [key, value] : vm)
       if (!value.defaulted() && key != "config") line += " --" + key + "=" + value_text(value);
@@ -233,18 +233,6 @@ int main(int argc, char** argv) {
     std::cerr << "evoq " << name << ": internal error: " << e.what() << "\n";
     return 1;
   }
-}
-
-int run_command(const std::string& name, const std::vector<std::string>& args) {
-  const auto& commands = registry();
-  auto it = std::find_if(commands.begin(), commands.end(), [&](const Command& c) { return c.name == name; });
-  EVOQ_CHECK(it != commands.end(), "run_command: unknown command '", name, "'");
-  std::vector<const char*> argv{name.c_str()};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  po::variables_map vm;
-  std::ostringstream help;
-  if (!parse(*it, int(argv.size()), argv.data(), vm, help)) return 0;
-  return it->run(vm);
 }
 
 }  // namespace evoq::cli

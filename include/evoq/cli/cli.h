@@ -37,17 +37,18 @@ struct Registrar {
 bool parse(const Command& command, int argc, const char* const* argv, po::variables_map& vm,
            std::ostream& help_out);
 
+// Stores the options of config file `path` that apply to section `section_name`: keys before any
+// [section] when `options` has them, and every key of [section_name] (an unknown one is a UsageError).
+// Values already in vm win (the command line beats the file).
+void store_config_file(const std::string& section_name, const po::options_description& options,
+                       const std::string& path, po::variables_map& vm);
+
 // Renders the help text with current values (defaults, config file, command line).
 std::string help_text(const Command& command, const po::options_description& options,
                       const po::variables_map& vm);
 
 // Entry point of the binary: dispatch, uniform error handling. Returns the exit status.
 int main(int argc, char** argv);
-
-// Runs command `name` in this process with `args` (as after the command name on a command line;
-// "--config FILE" included). Errors propagate as exceptions; returns the command's exit status.
-// For drivers such as `evoq evolve` that chain stages inside one MPI job.
-int run_command(const std::string& name, const std::vector<std::string>& args);
 
 // Convenience accessors that raise UsageError naming the option.
 std::string require_string(const po::variables_map& vm, const std::string& name);

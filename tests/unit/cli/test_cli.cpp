@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 
 namespace po = boost::program_options;
