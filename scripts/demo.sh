@@ -89,6 +89,11 @@ lr = $lr
 beta = 0.02
 checkpoint-every = 4
 CFG
+# A run folder of an older evoq (state.json without every stage's settings) is moved aside: evolve
+# would refuse to continue it.
+if [ -f "$run/evolve/state.json" ] && ! grep -q '"reference"' "$run/evolve/state.json"; then
+  rm -rf "$run/evolve.previous" && mv "$run/evolve" "$run/evolve.previous"
+fi
 step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> train -> eval"
 "${mpirun[@]}" "$bin/evoq" evolve --run "$run/evolve" --model "$model" --rounds 1 \
   --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \

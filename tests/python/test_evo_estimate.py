@@ -93,8 +93,9 @@ def test_stages_and_outputs(run):
     r1 = runs / "round_1"
     assert not (r1 / "labels.h5").exists()
     assert (r1 / "model" / "model.safetensors").exists()
-    cfg = json.loads((r1 / "train" / "run_config.json").read_text())
-    assert cfg["reward"] == "estimate" and cfg["labels"].endswith("estimates.h5")
+    cfg = json.loads((r1 / "train" / "run_config.json").read_text())["settings"]
+    assert cfg["reward"] == "estimate" and cfg["data"].endswith("estimates.h5")
+    assert cfg["estimate_threshold"] == THRESHOLD and cfg["samples"] == 4
     assert json.loads((r1 / "eval.json").read_text())["datasets"][0]["images"] == 9
 
 

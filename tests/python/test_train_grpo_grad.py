@@ -133,8 +133,7 @@ def perturbed_spec(setup, beta=0.05, micro_batch=4):
     d, pdir, rdir, policy, ref, seqs, prompts = setup
     rng = np.random.default_rng(2)
     with torch.no_grad():
-        new = [response_logprobs(policy, *prompts[s["image"]], s["response"], case.get("temperature", 1.0))
-               for s in seqs]
+        new = [response_logprobs(policy, *prompts[s["image"]], s["response"]) for s in seqs]
     spec = dict(model=pdir, ref_model=rdir, prompt=PROMPT, beta=beta, clip_low=0.2, clip_high=0.25,
                 aggregation="token-mean", micro_batch=micro_batch, sequences=[])
     for s, t in zip(seqs, new):
