@@ -38,13 +38,8 @@ void EstimateSettings::validate() const {
 
 int run_estimate(const EstimateSettings& s, dist::Communicator& comm) {
   s.validate();
-  const auto& model_dir = s.model_dir;
-  const auto& pairs_path = s.pairs_path;
-  const int K = s.K;
-  const auto seed = s.seed;
-  const int batch_images = s.batch_images;
-
-  PairSet pairs = read_pairs_h5(pairs_path);
+  const std::size_t batch_images = std::size_t(s.batch_images);
+  PairSet pairs = read_pairs_h5(s.pairs_path);
   if (!s.root.empty()) pairs.root = s.root;
   std::vector<std::int64_t> images;  // the images used by some pair, ascending pairs.h5 index
   for (std::size_t p = 0; p < pairs.size(); ++p) {
@@ -53,17 +48,17 @@ int run_estimate(const EstimateSettings& s, dist::Communicator& comm) {
   }
   std::sort(images.begin(), images.end());
   images.erase(std::unique(images.begin(), images.end()), images.end());
-  if (images.empty()) throw Error(pairs_path + ": no pairs, so no images to estimate");
+  if (images.empty()) throw Error(s.pairs_path + ": no pairs, so no images to estimate");
 
   const std::string prompt = gen::with_reasoning_suffix(
       s.prompt_file.empty() ? std::string(gen::kScorePrompt) : gen::read_prompt_file(s.prompt_file, 1), s.reasoning);
   const auto device = s.runtime.torch_device(comm.local_rank());
   s.runtime.apply(device);
   if (comm.is_root()) log::info("estimate: ", s.runtime.describe(device));
-  auto session = gen::VlmSession::load(model_dir, s.runtime.torch_dtype(device), device);
+  auto session = gen::VlmSession::load(s.model_dir, s.runtime.torch_dtype(device), device);
   gen::EngineOptions engine;
   engine.sampling = gen::with_overrides(gen::vote_sampling_defaults(session.defaults), s.sampling, "sampling options");
-  engine.seed = seed;
+  engine.seed = s.seed;
   engine.stop_ids = session.stop_ids;
   engine.max_batch_sequences = s.max_batch_sequences;
 
@@ -72,14 +67,14 @@ int run_estimate(const EstimateSettings& s, dist::Communicator& comm) {
   json mine = json::array();
   torch::NoGradGuard no_grad;
   gen::ModelDecoder decoder(session.model, engine.sampling.max_new_tokens);
-  for (std::size_t b = begin; b < end; b += std::size_t(batch_images)) {
-    const std::size_t e = std::min(end, b + std::size_t(batch_images));
+  for (std::size_t b = begin; b < end; b += batch_images) {
+    const std::size_t e = std::min(end, b + batch_images);
     std::vector<gen::GenerationRequest> requests;
     for (std::size_t n = b; n < e; ++n) {
       gen::GenerationRequest r;
       r.request_id = std::uint64_t(images[n]);
       r.prompt = session.build_prompt({pairs.resolve(images[n])}, prompt);
-      r.samples = K;
+      r.samples = s.K;
       requests.push_back(std::move(r));
     }
     const auto generated = gen::Engine(decoder, engine).generate(requests);
@@ -106,24 +101,17 @@ namespace {
 
 void write_estimates(const EstimateSettings& s, const PairSet& pairs, const std::string& prompt,
                      const gen::EngineOptions& engine, const std::vector<std::vector<std::uint8_t>>& all) {
-  const auto& model_dir = s.model_dir;
-  const auto& pairs_path = s.pairs_path;
-  const auto& out = s.out_path;
-  const int K = s.K;
-  const auto seed = s.seed;
-  const auto checksum = io::weights_checksum(model_dir);
-
   Estimates est;
-  est.K = K;
-  est.seed = seed;
+  est.K = s.K;
+  est.seed = s.seed;
   est.root = pairs.root;
-  est.model_path = model_dir;
-  est.model_checksum = checksum;
+  est.model_path = s.model_dir;
+  est.model_checksum = io::weights_checksum(s.model_dir);
   est.prompt = prompt;
   auto sampling = gen::to_json(engine.sampling);
   sampling.erase("do_sample");
   est.sampling = sampling.dump();
-  est.pairs_file = pairs_path;
+  est.pairs_file = s.pairs_path;
   const bool keep = s.keep_responses;
   std::size_t invalid = 0, none = 0;
   for (const auto& blob : all)  // ranks hold contiguous ascending slices: rank order = image order
@@ -139,12 +127,12 @@ void write_estimates(const EstimateSettings& s, const PairSet& pairs, const std:
         est.sample_score.push_back(valid[k] ? scores[k] : NAN);
         if (keep) est.responses.push_back(r.at("texts")[k].get<std::string>());
       }
-      invalid += std::size_t(K - est.valid.back());
+      invalid += std::size_t(s.K - est.valid.back());
       none += est.valid.back() == 0 ? 1 : 0;
     }
-  write_estimates_h5(out, est);
-  log::info("estimate: ", est.image_path.size(), " images, K = ", K, ", ", invalid, " invalid answers, ", none,
-            " images without a pseudo score; wrote ", out);
+  write_estimates_h5(s.out_path, est);
+  log::info("estimate: ", est.image_path.size(), " images, K = ", s.K, ", ", invalid, " invalid answers, ", none,
+            " images without a pseudo score; wrote ", s.out_path);
 }
 
 }  // namespace
