@@ -209,23 +209,30 @@ def test_resume_after_kill_and_signal_equals_uninterrupted_and_learns(setup, tmp
     faultlib.wait_for(lambda: n_lines() >= 1, proc, what="the first metrics line")
     with faultlib.frozen(proc):
         proc.kill()
-    assert proc.wait() == -signal.SIGKILL and n_lines() < 7
+    assert faultlib.wait_or_report(proc) == -signal.SIGKILL and n_lines() < 7
     # 2: resumed, killed inside a checkpoint write (a step >= 3 checkpoint; step 3 is the epoch boundary).
     proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     faultlib.wait_for(lambda: n_lines() >= 3 and writing_checkpoint(), proc, what="a checkpoint write after step 3")
     with faultlib.frozen(proc):
         proc.kill()
-    assert proc.wait() == -signal.SIGKILL and n_lines() < 7
-    # 3: resumed, stopped by SIGUSR1: finishes the step, checkpoints, exits with status 75.
+    assert faultlib.wait_or_report(proc) == -signal.SIGKILL and n_lines() < 7
+    # 3: resumed, stopped by SIGUSR1 after its first step of its own (its stop handler is installed by then):
+    # finishes the step under way, checkpoints, exits with status 75.
     proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    faultlib.wait_for(lambda: n_lines() >= 4, proc, what="the fourth metrics line")
+    log = faultlib.LineCollector(proc.stderr)
+    faultlib.wait_for(lambda: log.contains("train: step "), proc, what="the resumed run's first step")
     with faultlib.frozen(proc):
+        lines_at_signal = n_lines()
+        assert lines_at_signal < 6, "too little work left to stop: make the run longer"
         proc.send_signal(signal.SIGUSR1)
-    _, err = proc.communicate()
+    faultlib.wait_or_report(proc, what="the run stopped by SIGUSR1")
+    err = log.text()
     assert proc.returncode == 75, err
-    assert 5 <= n_lines() < 7  # the step under way when stopped is finished and recorded, no more
+    assert "stop requested" in err, err
+    # The step under way when stopped is finished and recorded, no more.
+    assert lines_at_signal <= n_lines() <= lines_at_signal + 1 and n_lines() < 7
     # 4: resumed to the end.
     run(cmd + ["--resume"])
 

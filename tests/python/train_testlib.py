@@ -136,8 +136,19 @@ def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
     return lp.gather(1, torch.tensor(response).unsqueeze(1)).squeeze(1)
 
 
-def run(args, check=True, **kw):
-    res = subprocess.run(args, capture_output=True, text=True, **kw)
+def run(args, check=True, timeout=1000, **kw):
+    """Runs a command to its end; a hang (> timeout s) fails with the native stacks of the stuck process."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        import faultlib
+        stacks = faultlib.backtraces(proc.pid)
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        raise AssertionError(f"{args} hung (> {timeout} s); stacks:\n{stacks}")
+    res = subprocess.CompletedProcess(args, proc.returncode, out, err)
     if check:
         assert res.returncode == 0, f"{args}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     return res
