@@ -8,7 +8,8 @@
 # (data_prep/kadid_truth.py), which orders images across types. For every seed the SAME random pairs of
 # distinct training images are labelled twice and trained on with the SAME GRPO settings:
 #   oracle   p* from the truth (evoq labels-from-scores): the upper bound of a round with these pairs;
-#   evo      p* from the model's own K votes (evoq vote): EvoQuality round 1, no label of any kind.
+#   evo      p* from the model's own K votes (evoq vote): EvoQuality round 1, no label of any kind;
+#   evoK<k>  the same with k votes per pair (STUDY_METHODS="oracle evo evoK1 evoK32").
 # Every model is measured on the held-out set: SRCC/PLCC of its greedy c_score scores against the truth
 # (eval-truth/results.json) and per-image scores for the within-type SRCC; the summary (oracle_table.py)
 # reports mean and standard deviation over seeds and the vote accuracy against the truth.
@@ -74,8 +75,10 @@ round() {  # round METHOD SEED
   if [ "$method" = oracle ]; then
     [ -f "$dir/labels.h5" ] || "$bin/evoq" labels-from-scores --pairs "$dir/pairs.h5" --scores "$data/train-truth.csv" \
       --out "$dir/labels.h5" --log-level warn
-  else
-    "$bin/evoq" vote --model "$model" --pairs "$dir/pairs.h5" --out "$dir/labels.h5" -K "$K" --seed "$seed" \
+  else  # evo (K = STUDY_K) or evoK<k>
+    local k=$K
+    case $method in evoK*) k=${method#evoK} ;; esac
+    "$bin/evoq" vote --model "$model" --pairs "$dir/pairs.h5" --out "$dir/labels.h5" -K "$k" --seed "$seed" \
       --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --dtype "$dtype" --log-level warn
   fi
   # The truth's labels of the same pairs (vote accuracy is measured against them).
