@@ -50,7 +50,8 @@ json estimate_fingerprint(const EstimateSettings& e) {
 
 json train_fingerprint(const TrainSettings& t) {
   json f = training_fingerprint(t, "", gen::SamplingParams{});
-  for (const char* per_round_key : {"model", "reference_model", "data", "seed", "prompt", "sampling"}) f.erase(per_round_key);
+  for (const char* per_round_key : {"model", "reference_model", "data", "seed", "prompt", "sampling"})
+    f.erase(per_round_key);
   f["prompt_file"] = t.prompt_file;
   f["reasoning"] = t.reasoning;
   f["sampling"] = gen::to_json(t.sampling);
@@ -115,9 +116,11 @@ class Evolution {
       return status;
     }
     if (status == kExitSomePairsFailed && name == "vote") {
-      if (comm_->is_root()) log::warn("evolve: round ", t, " vote: some pairs failed (see labels.h5); training uses the others");
+      if (comm_->is_root())
+        log::warn("evolve: round ", t, " vote: some pairs failed (see labels.h5); training uses the others");
     } else if (status != 0) {
-      throw Error("round " + std::to_string(t) + " stage " + name + " failed with exit status " + std::to_string(status));
+      throw Error("round " + std::to_string(t) + " stage " + name + " failed with exit status " +
+                  std::to_string(status));
     }
     comm_->barrier();
     state_["rounds"][key][name] = true;

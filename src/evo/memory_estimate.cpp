@@ -105,9 +105,9 @@ std::string format_memory_table(const MemoryEstimate& e, const MemoryPlan& plan)
   };
   os << "Per-GPU memory estimate: " << plan.ranks << " rank(s), " << (plan.bf16 ? "bf16" : "fp32")
      << " parameters, ZeRO stage " << plan.zero_stage << ", activation checkpointing "
-     << (plan.activation_checkpointing ? "on" : "off") << (plan.autocast_bf16 ? ", bf16 autocast" : "") << ", micro-batch " << plan.micro_batch_sequences << " x "
-     << plan.sequence_length << " tokens, reference model " << (plan.reference_model ? "on" : "off")
-     << ", trainable scope " << plan.trainable_scope << "\n";
+     << (plan.activation_checkpointing ? "on" : "off") << (plan.autocast_bf16 ? ", bf16 autocast" : "")
+     << ", micro-batch " << plan.micro_batch_sequences << " x " << plan.sequence_length << " tokens, reference model "
+     << (plan.reference_model ? "on" : "off") << ", trainable scope " << plan.trainable_scope << "\n";
   os << "  parameters: " << e.params.total() << " (vision " << e.params.vision << ", merger " << e.params.merger
      << ", decoder " << e.params.decoder << ", lm_head " << e.params.lm_head << "), trainable " << e.trainable << "\n";
   row("weights", e.weights);

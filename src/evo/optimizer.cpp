@@ -57,11 +57,6 @@ double DistributedAdamW::lr_at(int64_t step) const {
 int64_t DistributedAdamW::steps_taken() const { return impl_->steps; }
 int64_t DistributedAdamW::adam_steps() const { return impl_->adam_t; }
 const OptimizerConfig& DistributedAdamW::config() const { return impl_->config; }
-void DistributedAdamW::set_total_steps(int64_t total_steps) {
-  EVOQ_CHECK(total_steps >= 1, "optimizer: total_steps must be >= 1 (got ", total_steps, ")");
-  impl_->config.total_steps = total_steps;
-}
-void DistributedAdamW::reload_from_params() { impl_->load_masters_from_params(); }
 int64_t DistributedAdamW::numel() const { return impl_->numel; }
 int64_t DistributedAdamW::owned_numel() const { return impl_->owned; }
 std::size_t DistributedAdamW::state_bytes() const { return std::size_t(2 * impl_->owned + impl_->master_numel) * 4; }

@@ -109,7 +109,8 @@ struct DistributedAdamW::Impl {
     torch::NoGradGuard no_grad;
     for (const auto& b : buckets)
       for (const auto& s : b.segments)
-        if (s.master_off >= 0) master.narrow(0, s.master_off, s.len).copy_(flat_param(s.param).narrow(0, s.param_off, s.len));
+        if (s.master_off >= 0)
+          master.narrow(0, s.master_off, s.len).copy_(flat_param(s.param).narrow(0, s.param_off, s.len));
   }
 
   // The value tensor AdamW updates for a segment: the fp32 master, or the fp32 parameter itself.

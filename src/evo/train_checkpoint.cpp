@@ -125,10 +125,11 @@ void save_checkpoint(const std::string& run_dir, model::QwenVL& model, const std
   dist::run_agreed(comm, what, false, [&] { opt.save_state((tmp / optimizer_file(comm.rank())).string()); });
   dist::run_agreed(comm, what, true, [&] {
     for (int r = 0; r < comm.size(); ++r)
-      EVOQ_CHECK(fs::is_regular_file(tmp / optimizer_file(r)), "optimizer state of rank ", r, " is missing in ", tmp.string(),
-                 " (is the run folder on a file system shared by all nodes?)");
+      EVOQ_CHECK(fs::is_regular_file(tmp / optimizer_file(r)), "optimizer state of rank ", r, " is missing in ",
+                 tmp.string(), " (is the run folder on a file system shared by all nodes?)");
     // The weights' checksum (safetensors has none): verified when the checkpoint is loaded.
-    write_trainer_state(tmp / kTrainerStateFile, progress, opt, comm.size(), io::weights_checksum((tmp / "model").string()));
+    write_trainer_state(tmp / kTrainerStateFile, progress, opt, comm.size(),
+                        io::weights_checksum((tmp / "model").string()));
     fsync_tree(tmp);
     if (fs::exists(final_dir)) {  // the same step saved again (e.g. after a resume): replace it
       const fs::path trash = ckdir / (".trash-" + name);

@@ -240,7 +240,8 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
       throw UsageError("rollout sampling is near-deterministic (" + why +
                        "): the K answers of an image would be equal and GRPO would learn nothing; raise "
                        "--temperature/--top-k/--top-p or pass --allow-near-greedy");
-    if (comm.is_root()) log::warn("train: rollout sampling is near-deterministic (", why, "), allowed by --allow-near-greedy");
+    if (comm.is_root())
+      log::warn("train: rollout sampling is near-deterministic (", why, "), allowed by --allow-near-greedy");
   }
   lc.temperature = sampling.temperature;  // log-probs under the distribution the rollouts come from
 
@@ -363,8 +364,8 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
   for (std::int64_t step = start_step; step < total_steps; ++step) {
     const auto pairs = batches.step_pairs(step);
     const auto loc = batches.locate(step);
-    auto result =
-        grpo_step(session, reference.get(), data, pairs, step, step_config, comm, update, running ? &*running : nullptr);
+    auto result = grpo_step(session, reference.get(), data, pairs, step, step_config, comm, update,
+                            running ? &*running : nullptr);
     auto& m = result.metrics;
     m.epoch = loc.epoch;
     m.position = loc.position;

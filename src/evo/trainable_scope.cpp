@@ -16,7 +16,8 @@ bool in_trainable_scope(const std::string& name, const std::string& scope) {
   throw UsageError("unknown trainable scope '" + scope + "' (expected all, lm or lm+merger)");
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters(model::QwenVL& model, const std::string& scope) {
+std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters(model::QwenVL& model,
+                                                                        const std::string& scope) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& item : model.named_parameters(/*recurse=*/true)) {
     const bool trainable = in_trainable_scope(item.key(), scope);

@@ -134,7 +134,8 @@ class PairVote {
 
 }  // namespace
 
-std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote, const VoteConfig& config) {
+std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote,
+                                  const VoteConfig& config) {
   EVOQ_CHECK(config.K > 0, "K must be > 0 (got ", config.K, ")");
   std::vector<PairVote> votes;
   votes.reserve(tasks.size());

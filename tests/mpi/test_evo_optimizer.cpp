@@ -38,7 +38,9 @@ class SelfCommunicator : public dist::Communicator {
   void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, dist::ReduceOp) override { out.copy_(in); }
   void all_gather(const torch::Tensor& shard, torch::Tensor& out) override { out.copy_(shard); }
   void barrier() override {}
-  std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override { return {mine}; }
+  std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override {
+    return {mine};
+  }
   [[noreturn]] void abort(int code) override { std::exit(code); }
 };
 

@@ -70,11 +70,6 @@ class DistributedAdamW {
   int64_t steps_taken() const;   // schedule steps so far (applied + skipped)
   int64_t adam_steps() const;    // applied updates (Adam's t)
   const OptimizerConfig& config() const;
-  void set_total_steps(int64_t total_steps);  // e.g. once the data size is known
-
-  // Re-reads the fp32 masters from the current parameter values (after weights were loaded into the
-  // model without optimizer state).
-  void reload_from_params();
 
   int64_t numel() const;        // trainable elements
   int64_t owned_numel() const;  // elements whose moments this rank holds

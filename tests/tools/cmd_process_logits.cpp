@@ -79,7 +79,7 @@ EVOQ_COMMAND("process-logits", "(testing) apply the sampler to raw float32 logit
                    "sample", "sample (default: greedy)")("out", po::value<std::string>(), "processed logits output");
                evoq::apps::add_sampling_options(o, 1, "the model's generation_config.json");
              },
-             run, "evoq process-logits --logits F --rows R --vocab V --out F [--sample --uniforms F] [sampling options]",
-             /*hidden=*/true);
+             run, "evoq-testtool process-logits --logits F --rows R --vocab V --out F [--sample --uniforms F] [sampling options]",
+             /*hidden=*/false);
 
 }  // namespace

@@ -117,6 +117,6 @@ int run(const po::variables_map& vm) {
 }
 
 EVOQ_COMMAND("debug-grpo-grad", "internal: GRPO loss gradient for fixed sequences (tests)", add_options, run,
-             "evoq debug-grpo-grad --in IN.json --out DIR", /*hidden=*/true);
+             "evoq-testtool debug-grpo-grad --in IN.json --out DIR", /*hidden=*/false);
 
 }  // namespace

@@ -300,7 +300,7 @@ int run(const po::variables_map& vm) {
 }
 
 EVOQ_COMMAND("debug-evo", "internal: evaluate Eq. 1-6 on JSON / run the vote loop with a fake model (tests)",
-             add_options, run, "evoq debug-evo equations --in IN.json --out OUT.json | vote-fake --pairs P --out L",
-             /*hidden=*/true);
+             add_options, run, "evoq-testtool debug-evo equations --in IN.json --out OUT.json | vote-fake --pairs P --out L",
+             /*hidden=*/false);
 
 }  // namespace

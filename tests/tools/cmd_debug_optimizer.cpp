@@ -230,7 +230,7 @@ int run(const po::variables_map& vm) {
 }
 
 EVOQ_COMMAND("debug-optimizer", "internal: run DistributedAdamW on gradients from a file / print the memory estimate",
-             add_options, run, "evoq debug-optimizer adamw --in STEPS.safetensors --out DIR --steps N | memory --model-config C",
-             /*hidden=*/true);
+             add_options, run, "evoq-testtool debug-optimizer adamw --in STEPS.safetensors --out DIR --steps N | memory --model-config C",
+             /*hidden=*/false);
 
 }  // namespace
