@@ -10,6 +10,7 @@
 #include <set>
 
 #include "evoq/core/error.h"
+#include "evoq/core/rank_partition.h"
 #include "evoq/core/log.h"
 #include "evoq/eval/csv.h"
 #include "evoq/eval/datasets.h"
@@ -151,7 +152,7 @@ EvalResult run_eval(const EvalSettings& opt, std::ostream& table_out) {
         std::size_t left = 0;
         for (const auto& im : d.images)
           if (!done.contains({d.name, im.id})) {
-            if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank))
+            if (core::strided_owner(position++, opt.rank, opt.world))
               todo.push_back(&im);
             ++left;
           }

@@ -4,7 +4,7 @@
 #include "evoq/core/log.h"
 #include "evoq/dist/agreement.h"
 #include "evoq/evo/model_voter.h"
-#include "evoq/evo/stop_signal.h"
+#include "evoq/dist/stop_signal.h"
 #include "evoq/gen/prompts.h"
 #include "evoq/io/checkpoint_summary.h"
 #include "evoq/io/atomic_file.h"

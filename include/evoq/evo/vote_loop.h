@@ -71,7 +71,7 @@ inline constexpr int kExitSomePairsFailed = 3;
 enum class RankSplit { block, strided };
 RankSplit parse_rank_split(const std::string& name);  // block | strided
 
-// Pair indices of `rank` out of `size`: contiguous blocks (sizes differ by at most 1) or p % size == rank.
+// Pair indices of `rank` out of `size` (core/rank_partition.h): block_range or strided_indices.
 std::vector<std::int64_t> pairs_of_rank(std::size_t num_pairs, int rank, int size, RankSplit split);
 
 struct VoteConfig {
