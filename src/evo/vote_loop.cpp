@@ -228,7 +228,7 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn
       report();
       last_progress = clock::now();
     }
-    if (stop_requested()) {
+    if (dist::stop_requested()) {
       stats.stopped = true;
       break;
     }

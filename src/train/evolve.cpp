@@ -112,7 +112,7 @@ class Evolution {
     }
     if (comm_->is_root()) log::info("evolve: round ", t, " ", name, " ...");
     const int status = body();
-    if (status == kExitStoppedBySignal) {
+    if (status == dist::kExitStoppedBySignal) {
       if (comm_->is_root())
         log::info("evolve: round ", t, " ", name, " stopped on a signal after a checkpoint; rerun the same command");
       return status;

@@ -6,8 +6,6 @@
 #include "evoq/core/error.h"
 
 namespace evoq::train {
-
-using namespace evoq::evo;  // the method's equations and stores this layer trains with
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;

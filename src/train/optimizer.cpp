@@ -11,8 +11,6 @@
 
 namespace evoq::train {
 
-using namespace evoq::evo;  // the method's equations and stores this layer trains with
-
 DistributedAdamW::DistributedAdamW(std::vector<std::pair<std::string, torch::Tensor>> params, OptimizerConfig config,
                                    std::shared_ptr<dist::Communicator> comm)
     : impl_(std::make_unique<Impl>()) {

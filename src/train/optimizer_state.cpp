@@ -8,8 +8,6 @@
 
 namespace evoq::train {
 
-using namespace evoq::evo;  // the method's equations and stores this layer trains with
-
 namespace h5 = io::h5;
 namespace {
 

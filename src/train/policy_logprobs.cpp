@@ -7,8 +7,6 @@
 
 namespace evoq::train {
 
-using namespace evoq::evo;  // the method's equations and stores this layer trains with
-
 namespace {
 
 std::int64_t longest_response(const std::vector<PolicySequence>& sequences) {

@@ -104,13 +104,6 @@ json runtime_json(const TrainSettings& s) {
           {"zero_signal_steps", s.zero_signal_steps}};
 }
 
-// Rank 0's SHA-256 of a model folder's weights, known to every rank.
-std::string shared_checksum(dist::Communicator& comm, const std::string& dir) {
-  std::string mine;
-  dist::run_agreed(comm, "train", true, [&] { mine = io::weights_checksum(dir); });
-  return dist::to_string(comm.all_gather_bytes(dist::to_bytes(mine)).front());
-}
-
 // Counts the steps in which most groups (images) had no reward spread: their advantages are 0 and they
 // give no gradient. A run where that lasts learns nothing, silently, so it is said loudly.
 class ZeroSignalGuard {
@@ -272,9 +265,10 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
   // Settings: recorded by a fresh run, enforced on resume.
   const std::string reference_dir = s.reference_model.empty() ? s.model_dir : s.reference_model;
   json fingerprint = training_fingerprint(s, rc.prompt, sampling);
-  fingerprint["model_checksum"] = shared_checksum(comm, s.model_dir);
-  fingerprint["reference_checksum"] =
-      reference_dir == s.model_dir ? fingerprint["model_checksum"] : json(shared_checksum(comm, reference_dir));
+  fingerprint["model_checksum"] = dist::shared_weights_checksum(comm, "train", s.model_dir);
+  fingerprint["reference_checksum"] = reference_dir == s.model_dir
+                                          ? fingerprint["model_checksum"]
+                                          : json(dist::shared_weights_checksum(comm, "train", reference_dir));
   const auto config_path = run_dir / "run_config.json";
   const auto latest = latest_checkpoint(run_dir.string());
   if (!s.resume && (fs::exists(config_path) || latest))
@@ -343,7 +337,7 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
     return 0;
   }
 
-  install_stop_handlers();
+  dist::install_stop_handlers();
   auto update = [&]() {
     const auto report = opt.step();
     if (report.nonfinite && comm.is_root()) log::warn("train: non-finite gradient, update skipped on every rank");
@@ -389,7 +383,7 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
                 m.rollout_seconds, ", ref ", m.reference_seconds, ", update ", m.update_seconds, ") ETA ",
                 format_eta(per_step * double(total_steps - step - 1)));
     }
-    const bool stop = stop_requested_anywhere(comm);
+    const bool stop = dist::stop_requested_anywhere(comm);
     const bool last = step + 1 == total_steps;
     if (stop || last || (step + 1) % s.checkpoint_every == 0)
       save_checkpoint(run_dir.string(), *session.model, s.model_dir, opt, progress_of(step + 1), device_comm,
@@ -397,7 +391,7 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
     if (stop && !last) {
       if (comm.is_root())
         log::info("train: stop requested: checkpoint written after step ", step + 1, "; rerun with --resume");
-      return kExitStoppedBySignal;
+      return dist::kExitStoppedBySignal;
     }
   }
   if (comm.is_root()) {

@@ -4,8 +4,6 @@
 #include "evoq/model/qwen_vl.h"
 
 namespace evoq::train {
-
-using namespace evoq::evo;  // the method's equations and stores this layer trains with
 namespace {
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 }  // namespace

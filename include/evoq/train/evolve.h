@@ -37,8 +37,8 @@ struct EvolveSettings {
   std::string reference = "base";   // pi_ref: base (the initial model, every round) | round (round t-1's model)
   bool eval_initial = true;
   // Stage templates: the model, data paths, output paths and seed are set per round.
-  VoteSettings vote;
-  EstimateSettings estimate;
+  evo::VoteSettings vote;
+  evo::EstimateSettings estimate;
   TrainSettings train;
   eval::EvalSettings eval;          // eval.datasets empty: no evaluation
 
@@ -48,7 +48,7 @@ struct EvolveSettings {
   nlohmann::json fingerprint() const;
 };
 
-// Collective. Returns 0, or kExitStoppedBySignal (75) when a stage stopped on a signal; throws
+// Collective. Returns 0, or dist::kExitStoppedBySignal (75) when a stage stopped on a signal; throws
 // evoq::Error on every rank on failure.
 int run_evolution(const EvolveSettings& settings, const std::shared_ptr<dist::Communicator>& world);
 

@@ -26,7 +26,7 @@ struct BackwardSums {
 BackwardSums accumulate_grpo_gradients(model::QwenVL& model, const std::vector<PolicySequence>& sequences,
                                        const std::vector<double>& advantages,
                                        const std::vector<torch::Tensor>& logp_old,
-                                       const std::vector<torch::Tensor>& logp_ref, const GrpoLossConfig& config,
+                                       const std::vector<torch::Tensor>& logp_ref, const evo::GrpoLossConfig& config,
                                        double normaliser, int micro_batch,
                                        model::Autocast autocast = model::Autocast::off,
                                        std::vector<double>* new_logp_sums = nullptr);

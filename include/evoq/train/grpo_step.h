@@ -23,7 +23,7 @@ namespace evoq::train {
 
 struct GrpoStepConfig {
   RolloutConfig rollout;
-  GrpoLossConfig loss;
+  evo::GrpoLossConfig loss;
   int micro_batch = 8;  // sequences per forward/backward
   int ppo_epochs = 1;   // optimizer updates per rollout batch
   model::Autocast autocast = model::Autocast::off;  // policy / reference / old forwards (not the rollouts)

@@ -31,8 +31,8 @@ struct RolloutConfig {
   int samples = 8;             // K
   std::string prompt;          // c_score (with the reasoning suffix when on)
   gen::EngineOptions engine;   // sampling, stop ids, seed (the run seed), batch size
-  RewardConfig reward;
-  AdvantageConfig advantage;
+  evo::RewardConfig reward;
+  evo::AdvantageConfig advantage;
   RewardKind reward_kind = RewardKind::kFidelity;
   std::vector<double> pseudo_scores;  // kEstimate: pseudo score per image id (NaN: none)
   double estimate_threshold = 0.35;   // kEstimate: reward 1 when |score - pseudo| < threshold
@@ -45,7 +45,7 @@ struct ImageRollout {
   std::vector<std::string> texts;
   std::vector<double> scores;  // parsed score (0 when invalid)
   std::vector<std::uint8_t> valid;
-  ScoreStats stats;
+  evo::ScoreStats stats;
   // After rewards:
   std::vector<double> rewards, advantages;
   bool has_signal = false, zero_variance = true;
@@ -83,8 +83,8 @@ class RunningPartnerStats {
   RunningPartnerStats(const TrainData& data, double momentum);
   double momentum() const { return momentum_; }
   const std::vector<std::size_t>& pairs_of(std::int64_t image) const;  // indices into data.pairs
-  const ScoreStats* estimate(std::int64_t image) const;                // nullptr: never observed
-  void observe(std::int64_t image, const ScoreStats& fresh, int min_valid);
+  const evo::ScoreStats* estimate(std::int64_t image) const;                // nullptr: never observed
+  void observe(std::int64_t image, const evo::ScoreStats& fresh, int min_valid);
   // [[id, valid, mean, var], ...] in ascending id (the checkpoint's trainer JSON) and back.
   nlohmann::json to_json() const;
   void load_json(const nlohmann::json& j);
@@ -92,7 +92,7 @@ class RunningPartnerStats {
  private:
   double momentum_;
   std::map<std::int64_t, std::vector<std::size_t>> pairs_of_;
-  std::map<std::int64_t, ScoreStats> estimates_;
+  std::map<std::int64_t, evo::ScoreStats> estimates_;
 };
 
 // Shares the score statistics of every rank's images (all_gather_bytes), then fills rewards (Eq. 2-3)

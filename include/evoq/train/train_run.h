@@ -77,7 +77,7 @@ struct TrainSettings {
   void validate() const;  // UsageError naming the option
 };
 
-// Collective: runs (or resumes, or dry-runs) the training. Returns 0, or kExitStoppedBySignal (75)
+// Collective: runs (or resumes, or dry-runs) the training. Returns 0, or dist::kExitStoppedBySignal (75)
 // after a signal-requested checkpoint; throws evoq::Error on every rank on failure.
 int run_training(const TrainSettings& settings, const std::shared_ptr<dist::Communicator>& world);
 

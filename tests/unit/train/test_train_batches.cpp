@@ -9,7 +9,7 @@
 #include "evoq/core/rank_partition.h"
 #include "evoq/train/train_batches.h"
 
-using namespace evoq::evo;
+
 using namespace evoq::train;
 
 namespace {
@@ -74,7 +74,7 @@ TEST(TrainBatches, RankSliceIsABalancedPartition) {
     for (int ranks : {1, 2, 3, 8}) {
       std::size_t next = 0, lo = n, hi = 0;
       for (int r = 0; r < ranks; ++r) {
-        const auto [b, e] = core::block_range(n, r, ranks);
+        const auto [b, e] = evoq::core::block_range(n, r, ranks);
         EXPECT_EQ(b, next);
         next = e;
         lo = std::min(lo, e - b);
