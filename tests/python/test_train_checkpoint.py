@@ -160,7 +160,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_with_75(tmp_path, model_dir):
     # Rank 0 is held (SIGSTOP) until mpirun has forwarded the stop request (its log line): no step can
     # finish meanwhile (every step ends in collectives), so the request lands with work remaining, and
     # the stop flag is shared by all ranks at the end of the step.
-    ranks = faultlib.processes_of(EVOQ, str(run))
+    ranks = faultlib.processes_of(TESTTOOL, str(run))
     assert len(ranks) == 2, ranks
     rank0 = next(pid for pid in ranks if faultlib.mpi_rank(pid) == 0)
     log = faultlib.LineCollector(p.stderr)
