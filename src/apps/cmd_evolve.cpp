@@ -1,11 +1,11 @@
 // `evoq evolve`: T rounds of pairs -> vote -> train -> eval (paper Algorithm 1) in one resumable run
-// folder; the work is evo::run_evolution (evo/evolve.h). Each stage's settings come from its section of
+// folder; the work is train::run_evolution (evo/evolve.h). Each stage's settings come from its section of
 // --stage-config ([vote], [estimate], [train], [eval], with the same keys as the stage command), and the
 // options below override the most used ones.
 #include "evoq/cli/cli.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
-#include "evoq/evo/evolve.h"
+#include "evoq/train/evolve.h"
 #include "stage_options.h"
 
 namespace {
@@ -22,8 +22,8 @@ void override_from(const po::variables_map& vm, const char* key, T& target) {
   if (vm.count(key)) target = vm[key].as<T>();
 }
 
-evo::EvolveSettings evolve_settings(const po::variables_map& vm) {
-  evo::EvolveSettings s;
+train::EvolveSettings evolve_settings(const po::variables_map& vm) {
+  train::EvolveSettings s;
   s.run_dir = vm.count("run") ? vm["run"].as<std::string>() : "";
   s.initial_model = vm.count("model") ? vm["model"].as<std::string>() : "";
   s.rounds = vm["rounds"].as<int>();
@@ -71,7 +71,7 @@ int run(const po::variables_map& vm) {
   const auto settings = evolve_settings(vm);
   auto comm = dist::mpi_world();
   log::set_rank(comm->rank());
-  return evo::run_evolution(settings, comm);
+  return train::run_evolution(settings, comm);
 }
 
 void add_options(po::options_description& o, po::positional_options_description&) {

@@ -1,6 +1,6 @@
 // `evoq train`: the online stage of EvoQuality (paper section 3.2, Algorithm 1 lines 6-15): GRPO with
 // fidelity rewards on the pseudo-labels of labels.h5, synchronous data parallel over the MPI ranks,
-// resumable (docs/TRAINING.md). The work is evo::run_training (evo/train_run.h).
+// resumable (docs/TRAINING.md). The work is train::run_training (evo/train_run.h).
 #include "evoq/cli/cli.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/communicator.h"
@@ -15,7 +15,7 @@ int run(const po::variables_map& vm) {
   const auto settings = apps::train_settings(vm);
   auto comm = dist::mpi_world();
   log::set_rank(comm->rank());
-  return evo::run_training(settings, comm);
+  return train::run_training(settings, comm);
 }
 
 void add_options(po::options_description& o, po::positional_options_description&) { apps::add_train_options(o); }

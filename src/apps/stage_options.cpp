@@ -168,7 +168,7 @@ evo::EstimateSettings estimate_settings(const po::variables_map& vm) {
 }
 
 void add_train_options(po::options_description& o) {
-  const evo::TrainSettings d;
+  const train::TrainSettings d;
   o.add_options()
       ("model", po::value<std::string>(), "policy checkpoint folder at the start of this run")
       ("reference-model", po::value<std::string>(),
@@ -227,8 +227,8 @@ void add_train_options(po::options_description& o) {
   add_runtime_options(o);
 }
 
-evo::TrainSettings train_settings(const po::variables_map& vm) {
-  evo::TrainSettings s;
+train::TrainSettings train_settings(const po::variables_map& vm) {
+  train::TrainSettings s;
   s.model_dir = string_or_empty(vm, "model");
   s.reference_model = string_or_empty(vm, "reference-model");
   s.reward = vm["reward"].as<std::string>();

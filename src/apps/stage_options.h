@@ -1,6 +1,6 @@
 #pragma once
 // The command-line and config-file side of the stages: each stage's options are declared once here and
-// parsed into its typed settings (evo::VoteSettings, evo::EstimateSettings, evo::TrainSettings,
+// parsed into its typed settings (evo::VoteSettings, evo::EstimateSettings, train::TrainSettings,
 // eval::EvalSettings). The stage commands and `evoq evolve` (for its per-stage config sections) both go
 // through these functions; no library below src/apps sees an option map.
 #include <boost/program_options.hpp>
@@ -11,7 +11,7 @@
 
 #include "evoq/eval/eval_run.h"
 #include "evoq/evo/estimate_stage.h"
-#include "evoq/evo/train_run.h"
+#include "evoq/train/train_run.h"
 #include "evoq/evo/vote_stage.h"
 #include "evoq/gen/sampling_settings.h"
 #include "evoq/gen/vlm_session.h"
@@ -36,7 +36,7 @@ void add_estimate_options(po::options_description& o);
 evo::EstimateSettings estimate_settings(const po::variables_map& vm);
 
 void add_train_options(po::options_description& o);
-evo::TrainSettings train_settings(const po::variables_map& vm);
+train::TrainSettings train_settings(const po::variables_map& vm);
 
 void add_eval_options(po::options_description& o);
 eval::EvalSettings eval_settings(const po::variables_map& vm);

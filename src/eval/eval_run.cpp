@@ -10,6 +10,7 @@
 #include <set>
 
 #include "evoq/core/error.h"
+#include "evoq/core/rank_partition.h"
 #include "evoq/core/log.h"
 #include "evoq/eval/csv.h"
 #include "evoq/eval/datasets.h"
@@ -38,7 +39,8 @@ std::vector<std::string> score_files(const std::string& out_dir) {
   std::vector<std::string> ranks;
   for (const auto& e : fs::directory_iterator(out_dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("scores.rank", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5") ranks.push_back(e.path().string());
+    if (n.rfind("scores.rank", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5")
+      ranks.push_back(e.path().string());
   }
   std::sort(ranks.begin(), ranks.end());
   files.insert(files.end(), ranks.begin(), ranks.end());
@@ -106,8 +108,8 @@ EvalResult run_eval(const EvalSettings& opt, std::ostream& table_out) {
   if (missing_total) {
     write_text(fs::path(opt.out_dir) / "missing.txt", "dataset,image\n" + missing_report);
     if (!opt.skip_missing)
-      fail(missing_total, " image files are missing (listed above and in ", (fs::path(opt.out_dir) / "missing.txt").string(),
-           "); fix --root or pass --skip-missing");
+      fail(missing_total, " image files are missing (listed above and in ",
+           (fs::path(opt.out_dir) / "missing.txt").string(), "); fix --root or pass --skip-missing");
   }
 
   // 2. Scoring, resumable and sharded.
@@ -126,7 +128,8 @@ EvalResult run_eval(const EvalSettings& opt, std::ostream& table_out) {
   }
   if (opt.world > 1) opt.barrier();  // everyone has read the files before anyone writes
   const std::string own_path =
-      opt.world == 1 ? merged_path.string() : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
+      opt.world == 1 ? merged_path.string()
+                     : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
   // A failure on one rank (disk full...) is agreed on by all ranks before anyone goes on, so every rank
   // ends with the same error instead of waiting in a barrier for a rank that is gone.
   auto agreed = [&](const std::function<void()>& work) {
@@ -149,7 +152,8 @@ EvalResult run_eval(const EvalSettings& opt, std::ostream& table_out) {
         std::size_t left = 0;
         for (const auto& im : d.images)
           if (!done.contains({d.name, im.id})) {
-            if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank)) todo.push_back(&im);
+            if (core::strided_owner(position++, opt.rank, opt.world))
+              todo.push_back(&im);
             ++left;
           }
         log::info(d.name, ": ", d.images.size() - left, " of ", d.images.size(), " images already scored, ", left,

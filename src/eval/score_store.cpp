@@ -24,7 +24,8 @@ void check_same_settings(const std::string& path, const std::string& stored, con
     differences = "(unreadable run_config)";
   }
   if (!differences.empty())
-    throw UsageError(path + ": holds scores made with other settings: " + differences + "; use another --out directory");
+    throw UsageError(path + ": holds scores made with other settings: " + differences +
+                     "; use another --out directory");
 }
 
 void ScoreStore::write_file(const std::string& path, const std::string& model, const std::string& run_config,

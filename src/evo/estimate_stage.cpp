@@ -6,12 +6,12 @@
 #include <cmath>
 
 #include "evoq/core/error.h"
+#include "evoq/core/rank_partition.h"
 #include "evoq/core/log.h"
 #include "evoq/dist/agreement.h"
 #include "evoq/evo/estimate_reward.h"
 #include "evoq/evo/estimate_store.h"
 #include "evoq/evo/pairs.h"
-#include "evoq/evo/train_batches.h"
 #include "evoq/gen/answer_parser.h"
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
@@ -63,7 +63,7 @@ int run_estimate(const EstimateSettings& s, dist::Communicator& comm) {
   engine.max_batch_sequences = s.max_batch_sequences;
 
   // This rank's images, in batches; per image its K texts, scores and validity.
-  const auto [begin, end] = rank_slice(images.size(), comm.rank(), comm.size());
+  const auto [begin, end] = core::block_range(images.size(), comm.rank(), comm.size());
   json mine = json::array();
   torch::NoGradGuard no_grad;
   gen::ModelDecoder decoder(session.model, engine.sampling.max_new_tokens);

@@ -297,9 +297,9 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
     else ++summary.labelled;
   }
   summary.pairs = records.size();
-  const bool with_responses = info.keep_responses && std::all_of(records.begin(), records.end(), [](const PairLabel& r) {
-    return r.responses.size() == r.answers.size();
-  });
+  const bool with_responses =
+      info.keep_responses && std::all_of(records.begin(), records.end(),
+                                         [](const PairLabel& r) { return r.responses.size() == r.answers.size(); });
   LabelCounts counts;
   counts.failed = summary.failed;
   counts.missing = summary.missing;

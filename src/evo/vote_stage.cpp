@@ -4,7 +4,7 @@
 #include "evoq/core/log.h"
 #include "evoq/dist/agreement.h"
 #include "evoq/evo/model_voter.h"
-#include "evoq/evo/stop_signal.h"
+#include "evoq/dist/stop_signal.h"
 #include "evoq/gen/prompts.h"
 #include "evoq/io/checkpoint_summary.h"
 #include "evoq/io/atomic_file.h"
@@ -26,7 +26,7 @@ json stats_json(const VoteStats& s, int rank) {
 json vote_on_every_rank(const PairSet& pairs, const LabelRunInfo& info, const VoteStageConfig& config,
                         const BatchVoteFn& vote, dist::Communicator& comm,
                         const std::function<json()>& rank_extras, std::vector<json>& all_ranks) {
-  install_stop_handlers();
+  dist::install_stop_handlers();
   std::string error;
   json mine;
   try {
@@ -79,7 +79,7 @@ int run_vote_stage(const PairSet& pairs, const LabelRunInfo& info, const VoteSta
     if (stopped) {
       log::info("vote: stopped on a signal; finished pairs are in ", config.shard_dir,
                 " — rerun the same command to continue");
-      return kExitStoppedBySignal;
+      return dist::kExitStoppedBySignal;
     }
     dist::run_agreed(comm, "vote", true, [&] { report(ranks, config.stats_path); });
   }
@@ -153,9 +153,7 @@ int run_vote(const VoteSettings& s, dist::Communicator& comm) {
 
   LabelRunInfo info;
   info.model_path = s.model_dir;
-  std::string checksum;
-  dist::run_agreed(comm, "vote", true, [&] { checksum = io::weights_checksum(s.model_dir); });
-  info.model_checksum = dist::to_string(comm.all_gather_bytes(dist::to_bytes(checksum)).front());
+  info.model_checksum = dist::shared_weights_checksum(comm, "vote", s.model_dir);
   info.K = s.K;
   info.sampling = gen::to_json(engine.sampling);
   info.sampling.erase("do_sample");

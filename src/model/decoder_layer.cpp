@@ -8,14 +8,21 @@ DecoderLayer::DecoderLayer(const TextConfig& c, torch::TensorOptions options)
     : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
   q_proj_ = attn->register_module("q_proj", std::make_shared<Linear>(c.hidden_size, heads_ * head_dim_, true, options));
-  k_proj_ = attn->register_module("k_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, true, options));
-  v_proj_ = attn->register_module("v_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, true, options));
-  o_proj_ = attn->register_module("o_proj", std::make_shared<Linear>(heads_ * head_dim_, c.hidden_size, false, options));
+  k_proj_ =
+      attn->register_module("k_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, true, options));
+  v_proj_ =
+      attn->register_module("v_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, true, options));
+  o_proj_ =
+      attn->register_module("o_proj", std::make_shared<Linear>(heads_ * head_dim_, c.hidden_size, false, options));
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  gate_proj_ = mlp->register_module("gate_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, false, options));
-  up_proj_ = mlp->register_module("up_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, false, options));
-  down_proj_ = mlp->register_module("down_proj", std::make_shared<Linear>(c.intermediate_size, c.hidden_size, false, options));
-  input_layernorm_ = register_module("input_layernorm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps, options));
+  gate_proj_ =
+      mlp->register_module("gate_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, false, options));
+  up_proj_ =
+      mlp->register_module("up_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, false, options));
+  down_proj_ =
+      mlp->register_module("down_proj", std::make_shared<Linear>(c.intermediate_size, c.hidden_size, false, options));
+  input_layernorm_ =
+      register_module("input_layernorm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps, options));
   post_attention_layernorm_ =
       register_module("post_attention_layernorm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps, options));
 }

@@ -1,6 +1,6 @@
 #include "evoq/model/layers.h"
 
-#include <cstdlib>
+#include <atomic>
 
 #include "evoq/core/error.h"
 
@@ -12,20 +12,16 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, torch::TensorOptions opt
 }
 
 namespace {
-// EVOQ_SKINNY_ROWS overrides kSkinnyRows (0 turns the weight-left product off): a benchmark knob.
-int64_t skinny_rows() {
-  static const int64_t rows = [] {
-    const char* env = std::getenv("EVOQ_SKINNY_ROWS");
-    return env && *env ? std::strtoll(env, nullptr, 10) : kSkinnyRows;
-  }();
-  return rows;
-}
+std::atomic<int64_t> g_skinny_rows{kSkinnyRows};
+int64_t skinny_rows() { return g_skinny_rows.load(std::memory_order_relaxed); }
 
 // The weight-left product returns [out, rows] and pays a transposing copy of the result; below about
 // 256 input features that copy costs more than the repacking it saves (tiny config, hidden 64: decode
 // 2.3 s -> 8.2 s with it, docs/BENCHMARKS.md), so narrow projections keep torch's linear.
 constexpr int64_t kSkinnyMinInFeatures = 256;
 }  // namespace
+
+void set_skinny_rows(int64_t rows) { g_skinny_rows.store(rows, std::memory_order_relaxed); }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const int64_t in = x.size(-1);

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_testlib import (EVOQ, IM_END, build_model, hf_prompt, make_images, response_logprobs, run,
+from train_testlib import (EVOQ, TESTTOOL, IM_END, build_model, hf_prompt, make_images, response_logprobs, run,
                            save_checkpoint)
 
 torch.set_num_threads(2)
@@ -92,7 +92,7 @@ def test_gradient_matches_autograd(setup, case):
     inp = os.path.join(d, name + ".json")
     json.dump(spec, open(inp, "w"))
     out = os.path.join(d, name)
-    run([EVOQ, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2"])
+    run([TESTTOOL, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2"])
     result = json.load(open(os.path.join(out, "result.json")))
     for s, ids in zip(seqs, result["prompt_ids"]):
         assert ids == prompts[s["image"]][0].tolist()
@@ -124,7 +124,7 @@ def evoq_grad(d, name, spec, *flags):
     inp = os.path.join(d, name + ".json")
     json.dump(spec, open(inp, "w"))
     out = os.path.join(d, name)
-    run([EVOQ, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2", *flags])
+    run([TESTTOOL, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2", *flags])
     return json.load(open(os.path.join(out, "result.json"))), load_file(os.path.join(out, "model.safetensors"))
 
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 QWEN = os.path.join(DATA, "qwen2-vl-2b")
 VOCAB = 151936

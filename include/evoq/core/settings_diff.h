@@ -1,7 +1,8 @@
 #pragma once
 // Comparing the settings a run recorded with the settings it is resumed with (JSON objects): the keys
 // that differ, each with both values, for one-line refusals such as
-//   --resume: settings differ from the run in 'runs/r1': beta (was 0.05, now 0.1), sampling.temperature (was 1, now 0.7)
+//   --resume: settings differ from the run in 'runs/r1': beta (was 0.05, now 0.1), sampling.temperature (was 1, now
+//   0.7)
 #include <nlohmann/json.hpp>
 
 #include <string>

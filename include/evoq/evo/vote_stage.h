@@ -33,7 +33,7 @@ struct VoteStageConfig {
 
 // Runs the stage on every rank of `comm`. `vote` is this rank's model; `rank_extras` (optional) adds
 // figures of this rank (e.g. prefill seconds) to its statistics. Returns 0, kExitSomePairsFailed (3:
-// finished, some pairs failed) or kExitStoppedBySignal (75: stopped by SIGUSR1/SIGTERM after flushing;
+// finished, some pairs failed) or dist::kExitStoppedBySignal (75: stopped by SIGUSR1/SIGTERM after flushing;
 // rerun to continue); throws evoq::Error on every rank on failure.
 int run_vote_stage(const PairSet& pairs, const LabelRunInfo& info, const VoteStageConfig& config,
                    const BatchVoteFn& vote, dist::Communicator& comm,

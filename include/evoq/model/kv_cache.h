@@ -36,7 +36,6 @@ class DecodeBatch {
   DecodeBatch(std::vector<PrefixGroup> groups, int64_t reserve = 64);
 
   int64_t size() const;                       // sequences currently in the batch
-  int64_t suffix_length() const { return suffix_len_; }  // tokens decoded so far (each sequence)
   const std::vector<PrefixGroup>& groups() const { return groups_; }
   // Per-row group index, [B].
   std::vector<int64_t> row_groups() const;
