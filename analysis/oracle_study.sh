@@ -36,31 +36,9 @@ jobs_max=${STUDY_JOBS:-2}
 export OMP_NUM_THREADS=1
 data=$study/data
 mkdir -p "$data" "$study/logs"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+source "$root/analysis/study_common.sh"
 started=$(date +%s)
-
-if [ ! -f "$model/model.safetensors" ]; then
-  log "building the embedded default model into $model"
-  EVOQ_DISTORT="$bin/distort" "$py" "$root/data_prep/make_default_model.py" "$model"
-fi
-mkdir -p "$data/refs-train" "$data/refs-test"
-ls "$root/data/cq100-mini"/*.png | head -n -6 | head -n "$train_refs" | while read -r f; do cp "$f" "$data/refs-train/"; done
-ls "$root/data/cq100-mini"/*.png | tail -n 6 | while read -r f; do cp "$f" "$data/refs-test/"; done
-for split in train test; do
-  [ -f "$data/distorted-$split/manifest.csv" ] || "$bin/distort" --input "$data/refs-$split" \
-    --out "$data/distorted-$split" --preset grid --types gaussian_blur,white_noise,jpeg --levels 1,3,5 --seed 7 >/dev/null
-done
-"$py" "$root/data_prep/write_pools.py" "$data" >/dev/null
-
-running=0
-spawn() {  # spawn NAME CMD...: in the background, log in logs/NAME.log; at most jobs_max at once
-  local name=$1; shift
-  while [ "$running" -ge "$jobs_max" ]; do wait -n || { log "a job failed (see $study/logs)"; exit 1; }; running=$((running - 1)); done
-  ( trap 's=$?; [ $s = 0 ] && log "done: $name" || log "FAILED: $name (status $s)"' EXIT
-    "$@" >"$study/logs/$name.log" 2>&1 ) &
-  running=$((running + 1))
-}
-drain() { while [ "$running" -gt 0 ]; do wait -n || { log "a job failed (see $study/logs)"; exit 1; }; running=$((running - 1)); done; }
+prepare_model_and_data
 
 measure() {  # measure MODEL DIR: greedy c_score scores of the held-out set against the truth
   [ -f "$2/eval-truth/results.json" ] || "$bin/evoq" eval --model "$1" --dataset "csv:$data/test-truth.csv" \

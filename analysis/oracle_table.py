@@ -30,7 +30,9 @@ def eval_numbers(d):
         if m and r["model_score"] not in ("", "nan"):
             by_type[m.group(1)].append((float(r["human_score"]), float(r["model_score"]), int(m.group(2))))
     within = [spearmanr([-lv for _, _, lv in v], [s for _, s, _ in v])[0] for v in by_type.values() if len(v) > 2]
-    return {"srcc": row["srcc"], "plcc": row["plcc"], "within_type_srcc": float(np.nanmean(within))}
+    num = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")  # noqa: E731 (null: no valid score)
+    return {"srcc": num(row["srcc"]), "plcc": num(row["plcc"]),
+            "within_type_srcc": float(np.nanmean(within)) if within else float("nan")}
 
 
 def vote_accuracy(d):
@@ -65,7 +67,7 @@ def main(study):
         gains[method] = [x["srcc"] - base["srcc"] for x in v]
         lines.append(f"| {method} | {fmt([x['srcc'] for x in v])} | {fmt(gains[method])} | {fmt([x['plcc'] for x in v])} "
                      f"| {fmt([x['within_type_srcc'] for x in v])} | {fmt([x['vote_accuracy'] for x in v])} |")
-    if "oracle" in gains and "evo" in gains and statistics.mean(gains["oracle"]) > 0:
+    if "oracle" in gains and "evo" in gains and statistics.mean(gains["oracle"]) > 0:  # NaN > 0 is False
         lines.append(f"\nShare of the oracle's gain recovered by the label-free round: "
                      f"{statistics.mean(gains['evo']) / statistics.mean(gains['oracle']):.2f}")
     lines.append("\nPer seed: " + "; ".join(f"{m} s{s}: {x['srcc']:.3f}" for m, bs in sorted(runs.items())
