@@ -11,8 +11,12 @@
 #   evo      p* from the model's own K votes (evoq vote): EvoQuality round 1, no label of any kind;
 #   evoK<k>  the same with k votes per pair (STUDY_METHODS="oracle evo evoK1 evoK32").
 # Every model is measured on the held-out set: SRCC/PLCC of its greedy c_score scores against the truth
-# (eval-truth/results.json) and per-image scores for the within-type SRCC; the summary (oracle_table.py)
-# reports mean and standard deviation over seeds and the vote accuracy against the truth.
+# (eval-truth, the paper's c_score prompt; per-image scores for the within-type SRCC), of its greedy scores
+# with the prompt it was trained on (eval-truth-trained: c_score + reasoning suffix) and of the mean of 8
+# sampled scores with that prompt (eval-truth-mean8), and on the training pool with the trained prompt
+# (eval-train-truth: did the round fit what it was shown?);
+# the summary (oracle_table.py) reports mean and standard deviation over seeds and the vote accuracy
+# against the truth.
 set -euo pipefail
 main() {
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,9 +44,17 @@ source "$root/analysis/study_common.sh"
 started=$(date +%s)
 prepare_model_and_data
 
-measure() {  # measure MODEL DIR: greedy c_score scores of the held-out set against the truth
+measure() {  # measure MODEL DIR: held-out greedy scores (paper's c_score prompt, and the trained prompt with the
+  # reasoning suffix), held-out mean of 8 sampled scores (trained prompt), training-pool greedy scores
+  local e="--max-new-tokens 32 --dtype $dtype --log-level warn"
   [ -f "$2/eval-truth/results.json" ] || "$bin/evoq" eval --model "$1" --dataset "csv:$data/test-truth.csv" \
-    --out "$2/eval-truth" --max-new-tokens 32 --dtype "$dtype" --log-level warn
+    --out "$2/eval-truth" $e
+  [ -f "$2/eval-truth-trained/results.json" ] || "$bin/evoq" eval --model "$1" --dataset "csv:$data/test-truth.csv" \
+    --out "$2/eval-truth-trained" --reasoning on $e
+  [ -f "$2/eval-truth-mean8/results.json" ] || "$bin/evoq" eval --model "$1" --dataset "csv:$data/test-truth.csv" \
+    --out "$2/eval-truth-mean8" --reasoning on --samples 8 --seed 5 $e
+  [ -f "$2/eval-train-truth/results.json" ] || "$bin/evoq" eval --model "$1" --dataset "csv:$data/train-truth.csv" \
+    --out "$2/eval-train-truth" --reasoning on $e
 }
 
 round() {  # round METHOD SEED
