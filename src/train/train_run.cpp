@@ -270,22 +270,27 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
                                           ? fingerprint["model_checksum"]
                                           : json(dist::shared_weights_checksum(comm, "train", reference_dir));
   const auto config_path = run_dir / "run_config.json";
-  const auto latest = latest_checkpoint(run_dir.string());
-  if (!s.resume && (fs::exists(config_path) || latest))
-    throw UsageError("'" + run_dir.string() +
-                     "' already holds a training run: pass --resume to continue it or choose another --out");
-  if (s.resume && fs::exists(config_path)) {
-    json recorded;
-    try {
-      recorded = json::parse(io::read_file(config_path.string()));
-    } catch (const json::exception& e) {
-      fail(config_path.string(), ": not valid JSON (", e.what(), ")");
+  // Decided by rank 0 alone and refused alike on every rank: rank 0 writes run_config.json just below, so a
+  // rank checking the folder itself could find it already written, refuse alone and leave rank 0 waiting in
+  // the next collective for ever (a hang seen in CI with 2 ranks).
+  dist::refuse_alike(comm, "train", [&]() -> std::string {
+    if (!s.resume && (fs::exists(config_path) || latest_checkpoint(run_dir.string())))
+      return "'" + run_dir.string() +
+             "' already holds a training run: pass --resume to continue it or choose another --out";
+    if (s.resume && fs::exists(config_path)) {
+      json recorded;
+      try {
+        recorded = json::parse(io::read_file(config_path.string()));
+      } catch (const json::exception& e) {
+        fail(config_path.string(), ": not valid JSON (", e.what(), ")");
+      }
+      const auto differences = describe_settings_differences(recorded.value("settings", recorded), fingerprint);
+      if (!differences.empty())
+        return "--resume: settings differ from the run in '" + run_dir.string() + "': " + differences +
+               " (use the run's settings, or another --out for a new run)";
     }
-    const auto differences = describe_settings_differences(recorded.value("settings", recorded), fingerprint);
-    if (!differences.empty())
-      throw UsageError("--resume: settings differ from the run in '" + run_dir.string() + "': " + differences +
-                       " (use the run's settings, or another --out for a new run)");
-  }
+    return "";
+  });
   dist::run_agreed(comm, "train", true, [&] {
     fs::create_directories(run_dir / "rollouts");
     if (!fs::exists(config_path))
