@@ -29,10 +29,17 @@ def rows_of(data, split):
     return rows
 
 
+def image_tokens(output):
+    """The merged image tokens the LM receives: transformers returns them as pooler_output (recent versions)
+    or as the tensor itself (older ones)."""
+    if torch.is_tensor(output):
+        return output
+    return output.pooler_output if getattr(output, "pooler_output", None) is not None else output[0]
+
+
 def features(visual, enc, rows):
     with torch.no_grad():
-        outs = [visual(*enc.image(r["path"])) for r in rows]
-        return np.stack([(o.pooler_output if hasattr(o, "pooler_output") and o.pooler_output is not None else (o if torch.is_tensor(o) else o[0])).mean(0).double().numpy() for o in outs])
+        return np.stack([image_tokens(visual(*enc.image(r["path"]))).mean(0).double().numpy() for r in rows])
 
 
 def ridge_fit(x, y, alpha):
