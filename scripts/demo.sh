@@ -154,6 +154,7 @@ print(f"{'within-type SRCC vs level':28s}{fmt(wb)}{fmt(wa)}")
 print(f"{'invalid score answers':28s}{ib:12d}{ia:12d}   (of {m} images)")
 print(f"\n(total {seconds} s; outputs in {run})")
 print("What this shows: one label-free round of 8 GRPO steps on a tiny model whose vision tower sees little of\n"
-      "quality (its best linear readout reaches held-out SRCC ~0.61 against the truth). Differences of a few\n"
-      "hundredths are within the seed spread; docs/RESULTS.md has the study with seeds and the oracle bound.")
+      "quality (its best linear readout reaches held-out SRCC ~0.61 against the truth). At this scale a round does\n"
+      "not improve this model, with its own votes or with the truth's labels; docs/RESULTS.md has the study with\n"
+      "seeds, the oracle bound and why.")
 PY
