@@ -39,37 +39,12 @@ stride=${STUDY_SEED_STRIDE:-1000}  # evolve --seed = stride x study seed (the co
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 data=$study/data
 mkdir -p "$data" "$study/runs" "$study/base" "$study/logs"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+source "$root/analysis/study_common.sh"
 started=$(date +%s)
-
-# --- model and data (as scripts/demo.sh) ----------------------------------------------------------------
-if [ ! -f "$model/model.safetensors" ]; then
-  log "building the embedded default model into $model"
-  EVOQ_DISTORT="$bin/distort" "$py" "$root/data_prep/make_default_model.py" "$model"
-fi
-mkdir -p "$data/refs-train" "$data/refs-test"
-ls "$root/data/cq100-mini"/*.png | head -n -6 | head -n "$train_refs" | while read -r f; do cp "$f" "$data/refs-train/"; done
-ls "$root/data/cq100-mini"/*.png | tail -n 6 | while read -r f; do cp "$f" "$data/refs-test/"; done
-for split in train test; do
-  [ -f "$data/distorted-$split/manifest.csv" ] || "$bin/distort" --input "$data/refs-$split" \
-    --out "$data/distorted-$split" --preset grid --types gaussian_blur,white_noise,jpeg --levels 1,3,5 --seed 7 >/dev/null
-done
-"$py" "$root/data_prep/write_pools.py" "$data" >/dev/null
+prepare_model_and_data
 [ -f "$data/test-pairs.h5" ] || "$bin/evoq" pairs --manifest "$data/test-pool.txt" --mode same-reference \
   -n "$test_pairs" --seed 11 --out "$data/test-pairs.h5" --log-level warn
 csiq="csv:$root/tests/data/csiq-sample/dmos.csv"
-
-# --- job queue ----------------------------------------------------------------------------------------
-running=0
-spawn() {  # spawn NAME CMD...: runs in the background, log in logs/NAME.log; at most jobs_max at once
-  local name=$1; shift
-  while [ "$running" -ge "$jobs_max" ]; do wait -n || { log "a job failed (see $study/logs)"; exit 1; }; running=$((running - 1)); done
-  # Not part of an && list, so `set -e` stays in force inside the job (a failing stage ends it).
-  ( trap 's=$?; [ $s = 0 ] && log "done: $name" || log "FAILED: $name (status $s)"' EXIT
-    "$@" >"$study/logs/$name.log" 2>&1 ) &
-  running=$((running + 1))
-}
-drain() { while [ "$running" -gt 0 ]; do wait -n || { log "a job failed (see $study/logs)"; exit 1; }; running=$((running - 1)); done; }
 
 eval_args="--max-new-tokens 32 --log-level warn"  # eval has no --threads: OMP_NUM_THREADS=1
 measure() {  # measure MODEL FOLDER [csiq]: held-out eval, held-out votes, CSIQ
@@ -89,13 +64,29 @@ evolve() {  # evolve METHOD K SEED ROUNDS
   local method=$1 K=$2 seed=$3 rounds=$4 run="$study/runs/$1-K$2-s$3" units=$pps
   # A pair step rolls out up to 2 images per pair: EvoEstimate gets 2 images per pair of EvoQuality.
   [ "$method" = evoestimate ] && units=$((2 * pps))
+  mkdir -p "$(dirname "$run")"
+  cat > "$run.cfg" <<CFG
+max-new-tokens = 32
+threads = 1
+[vote]
+samples = $K
+pairs-per-batch = 8
+[estimate]
+samples = $K
+batch-images = 8
+[train]
+steps = $steps
+pairs-per-step = $units
+samples = $train_k
+micro-batch = 8
+lr = $lr
+beta = 0.02
+checkpoint-every = $steps
+CFG
   "$bin/evoq" evolve --run "$run" --model "$model" --rounds "$rounds" --method "$method" \
     --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$((stride * seed))" --eval-initial false \
     --eval-dataset "csv:$data/test-levels.csv" \
-    --vote-args "-K $K --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn" \
-    --estimate-args "-K $K --max-new-tokens 32 --batch-images 8 --threads 1 --log-level warn" \
-    --train-args "--steps $steps --pairs-per-step $units --samples $train_k --max-new-tokens 32 --micro-batch 8 --lr $lr --beta 0.02 --checkpoint-every $steps --threads 1 --log-level warn" \
-    --eval-args "$eval_args"
+    --log-level warn --stage-config "$run.cfg"
   for t in $(seq 1 "$rounds"); do
     measure "$run/round_$t/model" "$run/round_$t" $([ "$t" = "$rounds" ] && echo csiq)
   done

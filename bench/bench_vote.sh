@@ -41,7 +41,7 @@ print(f"parallel efficiency (1-rank loop time / (2 x 2-rank loop time)): {t1 / (
 PY
 # Early stop at K = 32 with the fake voter (same loop; its per-pair agreement varies with the images).
 "$bin" pairs --manifest "$work/imgs" -n 100 --seed 2 -o "$work/p100.h5" --log-level warn
-"$bin" debug-evo vote-fake --pairs "$work/p100.h5" --out "$work/fake.h5" --K 32 --invalid-rate 0.05 \
+"$(dirname "$bin")/evoq-testtool" debug-evo vote-fake --pairs "$work/p100.h5" --out "$work/fake.h5" --K 32 --invalid-rate 0.05 \
   --samples-per-call 0 --log-level warn >/dev/null
 "$py" - "$work/fake.h5" <<'PY'
 import sys, h5py, numpy as np

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of the vote stage's crash-safe shard flushes at the paper's size (issue 15).
 
-Runs the real vote loop and label store (`evoq debug-evo vote-fake`: a hash-based fake model, so the
+Runs the real vote loop and label store (`evoq-testtool debug-evo vote-fake`: a hash-based fake model, so the
 model costs nothing but a fixed sleep per sample) on N pairs x K samples with every response kept and
 padded to --response-bytes, 1 rank, and reports from the run's own per-flush timings:
   - flush time per flush over the run (first and last tenth, median, max): constant when a flush
@@ -56,7 +56,7 @@ def main():
     stats_path = os.path.join(work, "stats.json")
     load_before = open("/proc/loadavg").read().split()[:3]
     t0 = time.monotonic()
-    subprocess.run([args.evoq, "debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", str(args.k),
+    subprocess.run([os.path.join(os.path.dirname(args.evoq), "evoq-testtool"), "debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", str(args.k),
                     "--seed", "4", "--keep-responses", "--no-early-stop", "--invalid-rate", "0.1",
                     "--response-bytes", str(args.response_bytes), "--sleep-us", str(args.sleep_us),
                     "--flush-every", str(args.flush_every), "--flush-seconds", "1e9", "--progress-every", "60",

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Writes the inputs of a demo or study run from the distort manifests DIR/distorted-{train,test}/manifest.csv:
 DIR/{split}-pool.txt, evoq's manifest (path,group; no level: nothing in training sees a label), and
-DIR/{split}-levels.csv, the eval CSV (score = -level, higher = better). Held-out (test) images are grouped
-by reference and distortion type, so same-group pairs have a true order (levels of two types do not).
+DIR/{split}-levels.csv, the eval CSV (score = -level, higher = better), and DIR/{split}-truth.csv, the truth
+that orders across distortion types (score = mean KADID-10k human score of the image's type and level,
+data_prep/kadid_truth.py; higher = better). Held-out (test) images are grouped by reference and distortion
+type, so same-group pairs have a true order by level alone.
 
 usage: write_pools.py DIR
 """
 import csv
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kadid_truth  # noqa: E402
 
 
 def main(root):
@@ -22,6 +28,7 @@ def main(root):
             w.writerow(["path", "score"])
             for r in rows:
                 w.writerow([r["path"], -int(r["level"])])
+        kadid_truth.write_truth(f"{root}/distorted-{split}/manifest.csv", f"{root}/{split}-truth.csv")
         print(f"{split}: {len(rows)} distorted images of {len({r['reference_id'] for r in rows})} references")
 
 

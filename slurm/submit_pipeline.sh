@@ -20,6 +20,8 @@
 #   --pair-mode2 MODE    rounds >= 2 pair mode (default same-reference)                   [PAIR_MODE2]
 #   --num-pairs N        pairs per round (default: evoq pairs' default)                   [NUM_PAIRS]
 #   --seed S             base seed; round t draws its pairs with S + t                     [SEED]
+#   --reference MODE     pi_ref of training: base (the initial model in every round, the     [REFERENCE_MODE]
+#                        paper's fixed reference; default) | round (round t-1's model)
 #   --config FILE        one config for all stages ([vote] [train] [eval] sections)        [CONFIG]
 #                        (default: jobs/vote.cfg, jobs/train.cfg, jobs/eval.cfg)
 #   --eval-config FILE   config of the eval stage only                                     [EVAL_CONFIG]
@@ -52,6 +54,7 @@ NODES=${NODES:-1} TASKS_PER_NODE=${TASKS_PER_NODE:-8} GPUS_PER_NODE=${GPUS_PER_N
 CPUS_PER_TASK=${CPUS_PER_TASK:-8} EVAL_TASKS=${EVAL_TASKS:-} PARTITION=${PARTITION:-} ACCOUNT=${ACCOUNT:-}
 QOS=${QOS:-} TIME_VOTE=${TIME_VOTE:-} TIME_TRAIN=${TIME_TRAIN:-} TIME_EVAL=${TIME_EVAL:-}
 SIGNAL_SECONDS=${SIGNAL_SECONDS:-} AFTER=${AFTER:-}
+REFERENCE_MODE=${REFERENCE_MODE:-base}
 EVAL=1 EVAL_INITIAL=0 DRY_RUN=0 LOCAL=0
 
 while (($#)); do
@@ -68,6 +71,7 @@ while (($#)); do
   case "$opt" in
     --run) RUN=$val ;;
     --rounds) ROUNDS=$val ;;
+    --reference) REFERENCE_MODE=$val ;;
     --model) MODEL=$val ;;
     --manifest) MANIFEST=$val ;;
     --manifest2) MANIFEST2=$val ;;
@@ -102,6 +106,7 @@ fi
 [ -n "$MODEL" ] || die "--model is required (the initial model)"
 [ -n "$MANIFEST" ] || die "--manifest is required (round 1 images)"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer (got '$ROUNDS')"
+[[ $REFERENCE_MODE == base || $REFERENCE_MODE == round ]] || die "--reference must be base or round (got '$REFERENCE_MODE')"
 for n in NODES TASKS_PER_NODE GPUS_PER_NODE CPUS_PER_TASK; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a non-negative integer (got '${!n}')"
 done
@@ -181,8 +186,9 @@ for ((t = 1; t <= ROUNDS; t++)); do
   [ -n "$MANIFEST_ROOT" ] && vote_env+=",MANIFEST_ROOT=$MANIFEST_ROOT"
   submit "$t" vote "$prev_train" "$vote_env" "${multi[@]}" ${TIME_VOTE:+--time="$TIME_VOTE"}
   vote_id=$LAST_ID
+  if [ "$REFERENCE_MODE" = base ]; then reference=$MODEL; else reference=$prev_model; fi
   submit "$t" train "$vote_id" \
-    "MODEL=$prev_model,LABELS=$dir/labels.h5,OUT=$dir/train,MODEL_OUT=$dir/model,CONFIG=$(stage_config train)" \
+    "MODEL=$prev_model,REFERENCE=$reference,LABELS=$dir/labels.h5,OUT=$dir/train,MODEL_OUT=$dir/model,CONFIG=$(stage_config train)" \
     "${multi[@]}" ${TIME_TRAIN:+--time="$TIME_TRAIN"}
   prev_train=$LAST_ID
   if ((EVAL)); then

@@ -1,5 +1,5 @@
-// `evoq_bench_decode` (a benchmark executable, not part of `evoq`): the model's decode step on G prompts x K sequences
-// that share each prompt's KV. Prints one JSON line: decode tokens/s over --steps steps (after a
+// `evoq_bench_decode` (a benchmark executable, not part of `evoq`): the model's decode step on G prompts
+// x K sequences that share each prompt's KV. Prints one JSON line: decode tokens/s over --steps steps (after a
 // warm-up; also per second of process CPU time, which other jobs on a shared machine disturb less)
 // and, with --profile-ops, the ops one decode step runs per decoder layer, counted with the
 // LibTorch (Kineto) profiler as (ops of a step with all layers - ops with none) / layers.
@@ -17,7 +17,7 @@
 #include <map>
 #include <set>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/model/config.h"
 #include "evoq/model/layers.h"

@@ -4,14 +4,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/gen/answer_parser.h"
 #include "evoq/gen/compare_order.h"
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
-#include "evoq/gen/sampling_options.h"
+#include "stage_options.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {
@@ -20,7 +20,9 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  gen::apply_runtime_options(vm);
+  const auto runtime = evoq::apps::runtime_settings(vm);
+  const auto device = runtime.torch_device();
+  runtime.apply(device);
   if (!vm.count("images") || vm["images"].as<std::vector<std::string>>().size() != 2)
     throw UsageError("give exactly two images A B");
   const auto images = vm["images"].as<std::vector<std::string>>();
@@ -31,11 +33,11 @@ int run(const po::variables_map& vm) {
                                                : std::string(gen::kComparePrompt);
   prompt = gen::with_reasoning_suffix(prompt, vm["reasoning"].as<bool>());
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), gen::runtime_dtype(vm), gen::runtime_device(vm));
+  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
   gen::EngineOptions opts;
-  opts.sampling = session.defaults;
+  opts.sampling = vm.count("greedy") ? session.defaults : gen::vote_sampling_defaults(session.defaults);
   opts.sampling.do_sample = !vm.count("greedy");
-  gen::apply_sampling_options(vm, opts.sampling);
+  opts.sampling = evoq::gen::with_overrides(opts.sampling, evoq::apps::sampling_overrides(vm), "sampling options");
   opts.stop_ids = session.stop_ids;
   opts.seed = seed;
 
@@ -101,8 +103,8 @@ EVOQ_COMMAND("compare", "which of two images has better quality, by K votes (pap
                    "prompt-file", po::value<std::string>(), "custom prompt text instead of c_compare")(
                    "json", "print JSON with every response");
                p.add("images", -1);
-               gen::add_sampling_options(o, 256);
-               gen::add_runtime_options(o);
+               evoq::apps::add_sampling_options(o, 256, "`evoq vote`'s: temperature 1, top_p 1, top_k 50; generation_config.json with --greedy");
+               evoq::apps::add_runtime_options(o);
              },
              run, "evoq compare --model DIR A B [--samples K] [--seed S] [--reasoning=0|1] [--json]");
 

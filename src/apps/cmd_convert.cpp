@@ -2,7 +2,7 @@
 // transformers >= 4.52 layout and the chosen dtype, copying the tokenizer/processor files along.
 #include <filesystem>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/model/weights.h"
 
 namespace {

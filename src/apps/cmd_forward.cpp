@@ -12,7 +12,7 @@
 #include <sys/resource.h>
 #include <thread>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/io/npy.h"
 #include "evoq/io/safetensors.h"

@@ -5,11 +5,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
-#include "evoq/gen/sampling_options.h"
+#include "stage_options.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {
@@ -18,19 +18,21 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  gen::apply_runtime_options(vm);
+  const auto runtime = evoq::apps::runtime_settings(vm);
+  const auto device = runtime.torch_device();
+  runtime.apply(device);
   const bool greedy = vm.count("greedy") > 0;
   const bool sampled = !vm["samples"].defaulted() || !vm["seed"].defaulted();
   if (greedy && sampled) throw UsageError("--greedy excludes --samples/--seed");
   const int samples = vm["samples"].as<int>();
   if (samples < 1) throw UsageError("--samples must be >= 1");
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), gen::runtime_dtype(vm), gen::runtime_device(vm));
+  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
   gen::EngineOptions opts;
   opts.sampling = session.defaults;
   if (greedy) opts.sampling.do_sample = false;
   if (sampled) opts.sampling.do_sample = true;
-  gen::apply_sampling_options(vm, opts.sampling);
+  opts.sampling = evoq::gen::with_overrides(opts.sampling, evoq::apps::sampling_overrides(vm), "sampling options");
   opts.stop_ids = session.stop_ids;
   if (vm.count("ignore-stop")) opts.stop_ids.clear();  // benchmarks: every sample runs to the length
   opts.seed = vm["seed"].as<uint64_t>();
@@ -94,8 +96,8 @@ EVOQ_COMMAND("generate", "sample continuations of a chat prompt with images; pri
                    "first-sample", po::value<int>()->default_value(0), "index of the first sample (its random stream)")(
                    "model-logprobs", "also print raw model log-probs of each token")(
                    "ignore-stop", "do not stop at stop ids (benchmarks)")("json", "print JSON");
-               gen::add_sampling_options(o, 128);
-               gen::add_runtime_options(o);
+               evoq::apps::add_sampling_options(o, 128, "the model's generation_config.json");
+               evoq::apps::add_runtime_options(o);
              },
              run,
              "evoq generate --model DIR [--image A ...] --prompt TEXT [--greedy | --samples K --seed S] "

@@ -3,7 +3,7 @@
 // tensor: name, dtype, shape and the sha256 of its bytes (compare with hashlib / sha256sum).
 #include <iostream>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/io/checkpoint_summary.h"
 #include "evoq/io/safetensors.h"
 

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/eval/csv.h"
 #include "evoq/eval/metrics.h"

@@ -1,7 +1,7 @@
 // `evoq pairs`: draws the image pairs of a voting round and writes pairs.h5 (docs/FORMATS.md).
 #include <iostream>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/core/log.h"
 #include "evoq/evo/manifest.h"

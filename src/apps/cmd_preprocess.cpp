@@ -4,7 +4,7 @@
 #include <optional>
 #include <vector>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/image/processor.h"
 #include "evoq/io/npy.h"

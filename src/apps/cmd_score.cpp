@@ -9,14 +9,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/gen/answer_parser.h"
 #include "evoq/gen/engine.h"
 #include "evoq/gen/image_scoring.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/gen/prompts.h"
-#include "evoq/gen/sampling_options.h"
+#include "stage_options.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {
@@ -25,7 +25,9 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  gen::apply_runtime_options(vm);
+  const auto runtime = evoq::apps::runtime_settings(vm);
+  const auto device = runtime.torch_device();
+  runtime.apply(device);
   if (!vm.count("images")) throw UsageError("give at least one IMAGE");
   const auto images = vm["images"].as<std::vector<std::string>>();
   const int samples = vm["samples"].as<int>();
@@ -35,11 +37,12 @@ int run(const po::variables_map& vm) {
                                                : std::string(gen::kScorePrompt);
   prompt = gen::with_reasoning_suffix(prompt, reasoning);
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), gen::runtime_dtype(vm), gen::runtime_device(vm));
+  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
   gen::EngineOptions opts;
-  opts.sampling = session.defaults;
-  opts.sampling.do_sample = samples > 1;  // greedy for one answer, sampling for a spread
-  gen::apply_sampling_options(vm, opts.sampling);
+  // Greedy for one answer; for a spread, voting's sampling (a chat model's generation_config is near-greedy).
+  opts.sampling = samples > 1 ? gen::vote_sampling_defaults(session.defaults) : session.defaults;
+  opts.sampling.do_sample = samples > 1;
+  opts.sampling = evoq::gen::with_overrides(opts.sampling, evoq::apps::sampling_overrides(vm), "sampling options");
   opts.stop_ids = session.stop_ids;
   opts.seed = vm["seed"].as<uint64_t>();
   opts.max_batch_sequences = std::max(vm["batch"].as<int>(), 1);
@@ -102,8 +105,8 @@ EVOQ_COMMAND("score", "quality score of each image (paper prompt c_score)",
                    "out", po::value<std::string>(), "also write results to FILE.csv or FILE.json")(
                    "batch", po::value<int>()->default_value(64), "sequences decoded together");
                p.add("images", -1);
-               gen::add_sampling_options(o, 256);
-               gen::add_runtime_options(o);
+               evoq::apps::add_sampling_options(o, 256, "generation_config.json for one answer, `evoq vote`'s for --samples > 1");
+               evoq::apps::add_runtime_options(o);
              },
              run, "evoq score --model DIR IMAGE... [--samples N] [--reasoning] [--out F.csv|F.json] [--prompt-file F]");
 

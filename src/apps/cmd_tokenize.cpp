@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/text/chat_template.h"
 #include "evoq/text/tokenizer.h"

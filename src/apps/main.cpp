@@ -3,7 +3,8 @@
 
 #include <cstdlib>
 
-#include "evoq/core/cli.h"
+#include "evoq/cli/cli.h"
+#include "evoq/model/layers.h"
 
 namespace {
 // Tensors of a decode step (logits [K, V], MLP activations) are freed and allocated again every step.
@@ -17,9 +18,16 @@ void keep_step_buffers_mapped() {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
+
+// EVOQ_SKINNY_ROWS=N: the row limit of the weight-left linear product (model/layers.h), a benchmark knob.
+void apply_benchmark_knobs() {
+  const char* rows = std::getenv("EVOQ_SKINNY_ROWS");
+  if (rows && *rows) evoq::model::set_skinny_rows(std::strtoll(rows, nullptr, 10));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   keep_step_buffers_mapped();
+  apply_benchmark_knobs();
   return evoq::cli::main(argc, argv);
 }

@@ -8,47 +8,36 @@
 #include "evoq/eval/scorer.h"
 #include "evoq/gen/image_scoring.h"
 #include "evoq/gen/prompts.h"
+#include "evoq/gen/sampling_settings.h"
 #include "evoq/gen/vlm_session.h"
 
 namespace {
 
 using namespace evoq;
 
-std::string option(const eval::ScorerOptions& o, const std::string& key, const std::string& fallback) {
-  auto it = o.find(key);
-  return it == o.end() || it->second.empty() ? fallback : it->second;
-}
-
-long parse_positive(const std::string& key, const std::string& text) {
-  try {
-    size_t used = 0;
-    long v = std::stol(text, &used);
-    if (used == text.size() && v > 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw UsageError("--" + key + ": expected a positive integer, got '" + text + "'");
-}
-
 class VlmScorer final : public eval::Scorer {
  public:
-  explicit VlmScorer(const eval::ScorerOptions& o) {
-    const std::string dir = option(o, "checkpoint", "");
-    EVOQ_CHECK(!dir.empty(), "the vlm scorer needs a checkpoint directory (--model DIR)");
-    samples_ = int(parse_positive("samples", option(o, "samples", "1")));
-    const std::string reasoning = option(o, "reasoning", "off");
-    if (reasoning != "on" && reasoning != "off") throw UsageError("--reasoning: expected on or off, got '" + reasoning + "'");
-    const std::string dtype = option(o, "dtype", "fp32"), device = option(o, "device", "cpu");
-    if (dtype != "fp32" && dtype != "bf16") throw UsageError("--dtype: expected fp32 or bf16, got '" + dtype + "'");
-    session_ = std::make_unique<gen::VlmSession>(
-        gen::VlmSession::load(dir, dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32, torch::Device(device)));
-    prompt_ = gen::with_reasoning_suffix(std::string(gen::kScorePrompt), reasoning == "on");
-    options_.sampling = session_->defaults;
+  explicit VlmScorer(const eval::ScorerSettings& o) : samples_(o.samples) {
+    EVOQ_CHECK(!o.checkpoint.empty(), "the vlm scorer needs a checkpoint directory (--model DIR)");
+    if (o.samples < 1) throw UsageError("--samples must be >= 1");
+    if (o.max_new_tokens < 1) throw UsageError("--max-new-tokens must be >= 1");
+    gen::RuntimeSettings runtime;
+    runtime.dtype = o.dtype;
+    runtime.device = o.device;
+    runtime.threads = o.threads;
+    const auto device = runtime.torch_device(o.local_rank);
+    runtime.apply(device);
+    session_ = std::make_unique<gen::VlmSession>(gen::VlmSession::load(o.checkpoint, runtime.torch_dtype(device), device));
+    prompt_ = gen::with_reasoning_suffix(std::string(gen::kScorePrompt), o.reasoning);
+    // Greedy for one answer; a mean of N answers samples as the offline stage does (temperature 1,
+    // top_k 50), never with a chat model's near-greedy generation_config.
+    options_.sampling = samples_ > 1 ? gen::vote_sampling_defaults(session_->defaults) : session_->defaults;
     options_.sampling.do_sample = samples_ > 1;
-    options_.sampling.max_new_tokens = parse_positive("max-new-tokens", option(o, "max-new-tokens", "256"));
+    options_.sampling.max_new_tokens = o.max_new_tokens;
     options_.stop_ids = session_->stop_ids;
-    options_.seed = std::stoull(option(o, "seed", "0"));
-    name_ = "vlm " + dir + (samples_ > 1 ? " mean of " + std::to_string(samples_) + " samples" : " greedy") +
-            (reasoning == "on" ? " +reasoning" : "");
+    options_.seed = o.seed;
+    name_ = "vlm " + o.checkpoint + (samples_ > 1 ? " mean of " + std::to_string(samples_) + " samples" : " greedy") +
+            (o.reasoning ? " +reasoning" : "");
   }
 
   std::string name() const override { return name_; }
@@ -75,6 +64,6 @@ class VlmScorer final : public eval::Scorer {
   int samples_ = 1;
 };
 
-eval::ScorerRegistrar registrar("vlm", [](const eval::ScorerOptions& o) { return std::make_unique<VlmScorer>(o); });
+eval::ScorerRegistrar registrar("vlm", [](const eval::ScorerSettings& o) { return std::make_unique<VlmScorer>(o); });
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "evoq/dist/agreement.h"
 
+#include "evoq/io/checkpoint_summary.h"
+
 #include "evoq/core/error.h"
 
 namespace evoq::dist {
@@ -27,6 +29,19 @@ void run_agreed(Communicator& comm, const std::string& what, bool root_only, con
   }
   const auto agreed = agree_on_error(comm, error);
   if (!agreed.empty()) fail(what.empty() ? agreed : what + ": " + agreed);
+}
+
+void refuse_alike(Communicator& comm, const std::string& what, const std::function<std::string()>& check) {
+  std::string usage;
+  run_agreed(comm, what, true, [&] { usage = check(); });
+  usage = to_string(comm.all_gather_bytes(to_bytes(usage)).front());
+  if (!usage.empty()) throw UsageError(usage);
+}
+
+std::string shared_weights_checksum(Communicator& comm, const std::string& what, const std::string& model_dir) {
+  std::string mine;
+  run_agreed(comm, what, true, [&] { mine = io::weights_checksum(model_dir); });
+  return to_string(comm.all_gather_bytes(to_bytes(mine)).front());
 }
 
 }  // namespace evoq::dist

@@ -72,9 +72,8 @@ class NiqeScorer : public Scorer {
   NiqeModel model_;
 };
 
-std::string option_or(const ScorerOptions& o, const std::string& key, const std::string& fallback) {
-  const auto it = o.find(key);
-  return it != o.end() && !it->second.empty() ? it->second : fallback;
+std::string or_default(const std::string& value, const std::string& fallback) {
+  return value.empty() ? fallback : value;
 }
 
 }  // namespace
@@ -88,14 +87,14 @@ std::unique_ptr<Scorer> make_niqe_scorer(const std::string& params_npz) {
 }
 
 void register_baseline_scorers() {
-  register_scorer("brisque", [](const ScorerOptions& o) {
+  register_scorer("brisque", [](const ScorerSettings& o) {
     const fs::path d = fs::path(default_data_dir()) / "brisque";
-    return make_brisque_scorer(option_or(o, "brisque-model", (d / "brisque_model_live.yml").string()),
-                               option_or(o, "brisque-range", (d / "brisque_range_live.yml").string()));
+    return make_brisque_scorer(or_default(o.brisque_model, (d / "brisque_model_live.yml").string()),
+                               or_default(o.brisque_range, (d / "brisque_range_live.yml").string()));
   });
-  register_scorer("niqe", [](const ScorerOptions& o) {
+  register_scorer("niqe", [](const ScorerSettings& o) {
     return make_niqe_scorer(
-        option_or(o, "niqe-params", (fs::path(default_data_dir()) / "niqe" / "niqe_pris_params.npz").string()));
+        or_default(o.niqe_params, (fs::path(default_data_dir()) / "niqe" / "niqe_pris_params.npz").string()));
   });
 }
 

@@ -48,7 +48,8 @@ std::vector<PlannedVariant> plan_grid(const std::vector<std::string>& references
 }
 
 std::vector<PlannedVariant> plan_round2(const std::vector<std::string>& references, int variants, std::uint64_t seed) {
-  EVOQ_CHECK(variants >= 1 && variants <= kDistortionCount, "--variants ", variants, " must be in 1..", kDistortionCount);
+  EVOQ_CHECK(variants >= 1 && variants <= kDistortionCount, "--variants ", variants, " must be in 1..",
+             kDistortionCount);
   std::vector<PlannedVariant> plan;
   for (const auto& ref : references) {
     // std::mt19937_64 output is fixed by the standard; the draws below use it directly (no distributions,
@@ -56,7 +57,8 @@ std::vector<PlannedVariant> plan_round2(const std::vector<std::string>& referenc
     std::mt19937_64 rng(reference_seed(seed ^ 0x5eed2ULL, fs::path(ref).stem().string()));
     std::vector<int> order(kDistortionCount);
     std::iota(order.begin(), order.end(), 1);
-    for (int i = kDistortionCount - 1; i > 0; --i) std::swap(order[i], order[rng() % static_cast<std::uint64_t>(i + 1)]);
+    for (int i = kDistortionCount - 1; i > 0; --i)
+      std::swap(order[i], order[rng() % static_cast<std::uint64_t>(i + 1)]);
     for (int k = 0; k < variants; ++k) {
       const int level = 1 + static_cast<int>(rng() % kDistortionLevels);
       plan.push_back(make(ref, static_cast<Distortion>(order[k]), level, seed));

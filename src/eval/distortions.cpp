@@ -310,7 +310,8 @@ cv::Mat apply_distortion(const cv::Mat& bgr, Distortion type, int level, std::ui
       constexpr int kPatch = 16, kOffset = 24;
       cv::Mat out = bgr.clone();
       for (int i = 0; i < static_cast<int>(p); ++i) {
-        const int x = rng.uniform(0, std::max(1, size.width - kPatch)), y = rng.uniform(0, std::max(1, size.height - kPatch));
+        const int x = rng.uniform(0, std::max(1, size.width - kPatch)),
+                  y = rng.uniform(0, std::max(1, size.height - kPatch));
         int tx = x + rng.uniform(-kOffset, kOffset + 1), ty = y + rng.uniform(-kOffset, kOffset + 1);
         tx = std::clamp(tx, 0, std::max(0, size.width - kPatch));
         ty = std::clamp(ty, 0, std::max(0, size.height - kPatch));

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "evoq/core/error.h"
+#include "evoq/core/rank_partition.h"
 #include "evoq/core/log.h"
 #include "evoq/eval/csv.h"
 #include "evoq/eval/datasets.h"
@@ -38,7 +39,8 @@ std::vector<std::string> score_files(const std::string& out_dir) {
   std::vector<std::string> ranks;
   for (const auto& e : fs::directory_iterator(out_dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("scores.rank", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5") ranks.push_back(e.path().string());
+    if (n.rfind("scores.rank", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5")
+      ranks.push_back(e.path().string());
   }
   std::sort(ranks.begin(), ranks.end());
   files.insert(files.end(), ranks.begin(), ranks.end());
@@ -53,7 +55,7 @@ void write_text(const fs::path& path, const std::string& text) {
 }
 
 // Rank 0's part: merges the score files into scores.h5, writes the result files, prints the table.
-EvalResult write_outputs(const EvalOptions& opt, const std::vector<Dataset>& datasets,
+EvalResult write_outputs(const EvalSettings& opt, const std::vector<Dataset>& datasets,
                          const std::vector<std::size_t>& missing_counts, const Scorer& scorer_ref,
                          const fs::path& merged_path, std::ostream& table_out);
 
@@ -66,7 +68,7 @@ std::pair<std::string, std::string> parse_root(const std::string& spec) {
   return {spec.substr(0, eq), spec.substr(eq + 1)};
 }
 
-EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
+EvalResult run_eval(const EvalSettings& opt, std::ostream& table_out) {
   if (opt.datasets.empty()) throw UsageError("--dataset: give at least one dataset");
   const std::string labels_dir = opt.labels_dir.empty() ? default_labels_dir() : opt.labels_dir;
   fs::create_directories(opt.out_dir);
@@ -106,25 +108,28 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
   if (missing_total) {
     write_text(fs::path(opt.out_dir) / "missing.txt", "dataset,image\n" + missing_report);
     if (!opt.skip_missing)
-      fail(missing_total, " image files are missing (listed above and in ", (fs::path(opt.out_dir) / "missing.txt").string(),
-           "); fix --root or pass --skip-missing");
+      fail(missing_total, " image files are missing (listed above and in ",
+           (fs::path(opt.out_dir) / "missing.txt").string(), "); fix --root or pass --skip-missing");
   }
 
   // 2. Scoring, resumable and sharded.
   EVOQ_CHECK(opt.world >= 1 && opt.rank >= 0 && opt.rank < opt.world, "bad shard: rank ", opt.rank, " of ", opt.world);
   EVOQ_CHECK(opt.world == 1 || (opt.barrier && opt.agree_on_error), "sharded eval needs a barrier and an agreement");
-  auto scorer = make_scorer(opt.model, opt.scorer_options);
+  auto scorer = make_scorer(opt.model, opt.scorer);
+  const std::string run_config = opt.scorer.fingerprint(opt.model).dump();
   const fs::path merged_path = fs::path(opt.out_dir) / "scores.h5";
   std::set<std::pair<std::string, std::string>> done;
   for (const auto& file : score_files(opt.out_dir)) {
-    std::string model;
-    for (const auto& r : ScoreStore::read_file(file, &model)) done.insert({r.dataset, r.image});
+    std::string model, stored_config;
+    for (const auto& r : ScoreStore::read_file(file, &model, &stored_config)) done.insert({r.dataset, r.image});
     EVOQ_CHECK(model == scorer->name(), file, ": holds scores of model '", model, "', not '", scorer->name(),
                "'; use another --out directory");
+    check_same_settings(file, stored_config, run_config);
   }
   if (opt.world > 1) opt.barrier();  // everyone has read the files before anyone writes
   const std::string own_path =
-      opt.world == 1 ? merged_path.string() : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
+      opt.world == 1 ? merged_path.string()
+                     : (fs::path(opt.out_dir) / ("scores.rank" + std::to_string(opt.rank) + ".h5")).string();
   // A failure on one rank (disk full...) is agreed on by all ranks before anyone goes on, so every rank
   // ends with the same error instead of waiting in a barrier for a rank that is gone.
   auto agreed = [&](const std::function<void()>& work) {
@@ -139,7 +144,7 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
   };
   agreed([&] {
     {
-      ScoreStore store(own_path, scorer->name(), opt.flush_every);
+      ScoreStore store(own_path, scorer->name(), run_config, opt.flush_every);
       const std::size_t batch = std::max<std::size_t>(1, scorer->batch_size());
       std::size_t position = 0;  // index in the global to-do list, for the shard
       for (const auto& d : datasets) {
@@ -147,7 +152,8 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
         std::size_t left = 0;
         for (const auto& im : d.images)
           if (!done.contains({d.name, im.id})) {
-            if (position++ % static_cast<std::size_t>(opt.world) == static_cast<std::size_t>(opt.rank)) todo.push_back(&im);
+            if (core::strided_owner(position++, opt.rank, opt.world))
+              todo.push_back(&im);
             ++left;
           }
         log::info(d.name, ": ", d.images.size() - left, " of ", d.images.size(), " images already scored, ", left,
@@ -180,13 +186,14 @@ EvalResult run_eval(const EvalOptions& opt, std::ostream& table_out) {
 
 namespace {
 
-EvalResult write_outputs(const EvalOptions& opt, const std::vector<Dataset>& datasets,
+EvalResult write_outputs(const EvalSettings& opt, const std::vector<Dataset>& datasets,
                          const std::vector<std::size_t>& missing_counts, const Scorer& scorer_ref,
                          const fs::path& merged_path, std::ostream& table_out) {
   const auto* scorer = &scorer_ref;
   // Merge every score file into scores.h5 (a no-op with one rank and no leftovers of a sharded run).
   const auto files = score_files(opt.out_dir);
-  ScoreStore store(merged_path.string(), scorer->name(), std::numeric_limits<std::size_t>::max());
+  ScoreStore store(merged_path.string(), scorer->name(), opt.scorer.fingerprint(opt.model).dump(),
+                   std::numeric_limits<std::size_t>::max());
   bool merged_any = false;
   for (const auto& file : files) {
     if (fs::path(file) == merged_path) continue;

@@ -49,7 +49,9 @@ std::string with_delta(double v, double base) {
   return buf;
 }
 
-std::string pad(const std::string& s, std::size_t w) { return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' '); }
+std::string pad(const std::string& s, std::size_t w) {
+  return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
+}
 
 }  // namespace
 
@@ -93,7 +95,8 @@ nlohmann::json to_json(const EvalResult& result) {
   nlohmann::json j;
   j["model"] = result.model;
   j["orientation"] = "scores and labels turned so that higher = better quality";
-  j["plcc_fitted_function"] = "f(x) = (b1-b2)/(1+exp(-(x-b3)/|b4|)) + b2, LM fit from b1=max(y), b2=min(y), b3=mean(x), b4=std(x)";
+  j["plcc_fitted_function"] =
+      "f(x) = (b1-b2)/(1+exp(-(x-b3)/|b4|)) + b2, LM fit from b1=max(y), b2=min(y), b3=mean(x), b4=std(x)";
   j["datasets"] = nlohmann::json::array();
   for (const auto& d : result.datasets) {
     nlohmann::json e = corr_json(d.corr);

@@ -29,7 +29,15 @@ std::vector<ScoreResult> Scorer::score_batch(const std::vector<std::string>& ima
 
 void register_scorer(const std::string& name, ScorerFactory factory) { factories()[lower(name)] = std::move(factory); }
 
-std::unique_ptr<Scorer> make_scorer(const std::string& name, const ScorerOptions& options) {
+nlohmann::json ScorerSettings::fingerprint(const std::string& name) const {
+  const auto n = lower(name);
+  if (n == "brisque") return {{"scorer", n}, {"brisque_model", brisque_model}, {"brisque_range", brisque_range}};
+  if (n == "niqe") return {{"scorer", n}, {"niqe_params", niqe_params}};
+  return {{"scorer", n},       {"checkpoint", checkpoint}, {"samples", samples},
+          {"reasoning", reasoning}, {"max_new_tokens", max_new_tokens}, {"seed", seed}, {"dtype", dtype}};
+}
+
+std::unique_ptr<Scorer> make_scorer(const std::string& name, const ScorerSettings& options) {
   const auto it = factories().find(lower(name));
   if (it == factories().end()) {
     std::string known;

@@ -69,25 +69,5 @@ Estimates read_estimates_h5(const std::string& path) {
   return e;
 }
 
-TrainData load_estimate_data(const std::string& path, std::vector<double>& pseudo_scores) {
-  const auto e = read_estimates_h5(path);
-  TrainData data;
-  data.labels_path = path;
-  for (const auto& p : e.image_path) {
-    const fs::path q(p);
-    data.image_paths.push_back(!q.is_absolute() && !e.root.empty() ? (fs::path(e.root) / q).string() : p);
-  }
-  pseudo_scores = e.pseudo_score;
-  for (std::size_t n = 0; n < e.image_path.size(); ++n) {
-    if (std::isnan(e.pseudo_score[n])) {
-      ++data.skipped_unlabelled;
-      continue;
-    }
-    data.pairs.push_back({std::int64_t(n), std::int64_t(n), std::int64_t(n), e.pseudo_score[n]});
-  }
-  EVOQ_CHECK(!data.pairs.empty(), "'", path, "' has no image with a pseudo score (", data.skipped_unlabelled,
-             " without a valid answer)");
-  return data;
-}
 
 }  // namespace evoq::evo

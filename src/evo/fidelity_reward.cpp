@@ -85,7 +85,8 @@ std::vector<FidelityRewards> step_rewards(const std::vector<std::vector<double>>
     partners[pair.j].push_back({stats[pair.i], 1.0 - pair.p_star});  // Algorithm 1 line 11: swapped
   }
   std::vector<FidelityRewards> out;
-  for (std::size_t n = 0; n < scores.size(); ++n) out.push_back(fidelity_rewards(scores[n], valid[n], partners[n], config));
+  for (std::size_t n = 0; n < scores.size(); ++n)
+    out.push_back(fidelity_rewards(scores[n], valid[n], partners[n], config));
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "evoq/core/error.h"
+#include "evoq/core/settings_diff.h"
 #include "evoq/io/h5.h"
 #include "evoq/evo/majority_vote.h"
 
@@ -19,10 +20,12 @@ namespace evoq::evo {
 namespace h5 = io::h5;
 
 nlohmann::json LabelRunInfo::to_json() const {
-  return nlohmann::json{{"model_path", model_path}, {"model_checksum", model_checksum}, {"K", K},
-                        {"sampling", sampling},     {"seed", seed},                     {"prompt", prompt},
-                        {"early_stop", early_stop}, {"pairs_file", pairs_file},         {"num_pairs", num_pairs},
-                        {"keep_responses", keep_responses}};
+  auto j = nlohmann::json{{"model_path", model_path}, {"model_checksum", model_checksum}, {"K", K},
+                          {"sampling", sampling},     {"seed", seed},                     {"prompt", prompt},
+                          {"early_stop", early_stop}, {"pairs_file", pairs_file},         {"num_pairs", num_pairs},
+                          {"keep_responses", keep_responses}};
+  if (!root.empty()) j["root"] = root;
+  return j;
 }
 
 namespace {
@@ -125,17 +128,11 @@ std::vector<PairLabel> read_records(const H5::H5File& file) {
 }
 
 std::string describe_config_difference(const std::string& have, const std::string& want) {
-  std::string keys;
   try {
-    const auto a = nlohmann::json::parse(have), b = nlohmann::json::parse(want);
-    for (const auto& [k, v] : b.items())
-      if (!a.contains(k) || a[k] != v) keys += (keys.empty() ? "" : ", ") + k;
-    for (const auto& [k, v] : a.items())
-      if (!b.contains(k)) keys += (keys.empty() ? "" : ", ") + k;
+    return describe_settings_differences(nlohmann::json::parse(have), nlohmann::json::parse(want));
   } catch (const std::exception&) {
-    keys = "(unreadable run_config)";
+    return "(unreadable run_config)";
   }
-  return keys;
 }
 
 struct ShardFile {
@@ -300,9 +297,19 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
     else ++summary.labelled;
   }
   summary.pairs = records.size();
-  const bool with_responses = info.keep_responses && std::all_of(records.begin(), records.end(), [](const PairLabel& r) {
-    return r.responses.size() == r.answers.size();
-  });
+  const bool with_responses =
+      info.keep_responses && std::all_of(records.begin(), records.end(),
+                                         [](const PairLabel& r) { return r.responses.size() == r.answers.size(); });
+  LabelCounts counts;
+  counts.failed = summary.failed;
+  counts.missing = summary.missing;
+  write_labels_h5(out_path, pairs, records, info, counts, with_responses);
+  return summary;
+}
+
+void write_labels_h5(const std::string& out_path, const PairSet& pairs, const std::vector<PairLabel>& records,
+                     const LabelRunInfo& info, const LabelCounts& counts, bool with_responses,
+                     const std::vector<std::pair<std::string, std::string>>& extra_attrs) {
   std::vector<std::int64_t> pi, pj;
   std::vector<std::string> path_i, path_j;
   for (const auto& r : records) {
@@ -311,6 +318,7 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
     path_i.push_back(pairs.image_paths[pairs.first[r.pair_index]]);
     path_j.push_back(pairs.image_paths[pairs.second[r.pair_index]]);
   }
+  const std::string config = info.to_json().dump();
   h5::write_file_atomic(out_path, [&](H5::H5File& file) {
     h5::set_attr(file, "schema_version", kLabelsSchemaVersion);
     h5::set_attr(file, "format", std::string("evoq-labels"));
@@ -326,8 +334,9 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
     h5::set_attr(file, "creation_time", h5::utc_now());
     h5::set_attr(file, "run_config", config);
     h5::set_attr(file, "num_pairs", std::int64_t(records.size()));
-    h5::set_attr(file, "num_failed", std::int64_t(summary.failed));
-    h5::set_attr(file, "num_missing", std::int64_t(summary.missing));
+    h5::set_attr(file, "num_failed", std::int64_t(counts.failed));
+    h5::set_attr(file, "num_missing", std::int64_t(counts.missing));
+    for (const auto& [key, value] : extra_attrs) h5::set_attr(file, key, value);
     h5::write_strings(file, "image_path", pairs.image_paths);
     h5::write_vector(file, "pair_i", pi);
     h5::write_vector(file, "pair_j", pj);
@@ -335,7 +344,6 @@ MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const La
     h5::write_strings(file, "path_j", path_j);
     write_records(file, records, with_responses);
   });
-  return summary;
 }
 
 std::vector<PairLabel> read_labels_h5(const std::string& path) {

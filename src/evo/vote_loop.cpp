@@ -6,8 +6,9 @@
 #include <limits>
 
 #include "evoq/core/error.h"
+#include "evoq/core/rank_partition.h"
 #include "evoq/evo/majority_vote.h"
-#include "evoq/evo/stop_signal.h"
+#include "evoq/dist/stop_signal.h"
 #include "evoq/gen/compare_order.h"
 
 namespace evoq::evo {
@@ -57,11 +58,10 @@ std::vector<std::int64_t> pairs_of_rank(std::size_t num_pairs, int rank, int siz
   EVOQ_CHECK(size > 0 && rank >= 0 && rank < size, "pairs_of_rank: rank ", rank, " of ", size);
   std::vector<std::int64_t> out;
   if (split == RankSplit::block) {
-    const std::size_t begin = num_pairs * std::size_t(rank) / std::size_t(size);
-    const std::size_t end = num_pairs * std::size_t(rank + 1) / std::size_t(size);
+    const auto [begin, end] = core::block_range(num_pairs, rank, size);
     for (std::size_t p = begin; p < end; ++p) out.push_back(std::int64_t(p));
   } else {
-    for (std::size_t p = std::size_t(rank); p < num_pairs; p += std::size_t(size)) out.push_back(std::int64_t(p));
+    for (auto p : core::strided_indices(num_pairs, rank, size)) out.push_back(std::int64_t(p));
   }
   return out;
 }
@@ -134,7 +134,8 @@ class PairVote {
 
 }  // namespace
 
-std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote, const VoteConfig& config) {
+std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote,
+                                  const VoteConfig& config) {
   EVOQ_CHECK(config.K > 0, "K must be > 0 (got ", config.K, ")");
   std::vector<PairVote> votes;
   votes.reserve(tasks.size());
@@ -227,7 +228,7 @@ VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn
       report();
       last_progress = clock::now();
     }
-    if (stop_requested()) {
+    if (dist::stop_requested()) {
       stats.stopped = true;
       break;
     }

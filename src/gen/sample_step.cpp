@@ -48,7 +48,8 @@ std::optional<std::pair<Tensor, Tensor>> draw_top_k(const Tensor& penalised, con
   values = apply_temperature(values, p.temperature);
   if ((values.select(-1, k - 1) == values.select(-1, k)).any().item<bool>()) return std::nullopt;
   values = values.narrow(-1, 0, k);
-  auto [ids, order] = index.narrow(-1, 0, k).sort(/*stable=*/true, /*dim=*/-1, /*descending=*/false);  // vocabulary order
+  auto [ids, order] =
+      index.narrow(-1, 0, k).sort(/*stable=*/true, /*dim=*/-1, /*descending=*/false);  // vocabulary order
   values = values.gather(-1, order);
   if (p.top_p < 1.0) values = apply_top_p(values, p.top_p);
   auto logp = values.log_softmax(-1);

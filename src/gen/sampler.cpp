@@ -164,7 +164,8 @@ Choice choose_tokens(const torch::Tensor& raw_logits, const torch::Tensor& proce
   }
   auto index = c.tokens.unsqueeze(-1);
   c.sample_logprobs = logp.gather(-1, index).squeeze(-1);
-  if (want_model_logprobs) c.model_logprobs = raw_logits.to(torch::kFloat32).log_softmax(-1).gather(-1, index).squeeze(-1);
+  if (want_model_logprobs)
+    c.model_logprobs = raw_logits.to(torch::kFloat32).log_softmax(-1).gather(-1, index).squeeze(-1);
   return c;
 }
 

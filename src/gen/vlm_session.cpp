@@ -1,5 +1,7 @@
 #include "evoq/gen/vlm_session.h"
 
+#include <fstream>
+
 #include "evoq/core/error.h"
 #include "evoq/image/processor.h"
 #include "evoq/model/weights.h"
@@ -7,7 +9,6 @@
 
 namespace evoq::gen {
 
-namespace po = boost::program_options;
 
 VlmSession VlmSession::load(const std::string& model_dir, torch::Dtype dtype, torch::Device device) {
   auto tokenizer = text::Tokenizer::load(model_dir);
@@ -44,21 +45,42 @@ std::string VlmSession::decode_text(const std::vector<int32_t>& tokens) const {
   return tokenizer.decode(tokens, /*skip_special=*/true);
 }
 
-void add_runtime_options(po::options_description& options) {
-  options.add_options()("dtype", po::value<std::string>()->default_value("fp32"), "model dtype: fp32, bf16, fp16")(
-      "device", po::value<std::string>()->default_value("cpu"), "cpu, cuda or cuda:N")(
-      "threads", po::value<int>()->default_value(0), "torch intra-op threads (0 = torch's default)");
+torch::Device RuntimeSettings::torch_device(int local_rank) const {
+  auto d = model::parse_torch_device(device);
+  if (d.is_cuda() && !d.has_index()) d = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  return d;
 }
 
-void apply_runtime_options(const po::variables_map& vm) {
-  const int threads = vm["threads"].as<int>();
+bool cpu_has_native_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0)
+      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return false;
+}
+
+torch::Dtype RuntimeSettings::torch_dtype(const torch::Device& d) const {
+  if (dtype == "auto") return d.is_cuda() || cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
+  return model::parse_torch_dtype(dtype);
+}
+
+void RuntimeSettings::apply(const torch::Device& d) const {
   if (threads < 0) throw UsageError("--threads must be >= 0");
   if (threads > 0) torch::set_num_threads(threads);
+  if (d.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(tf32);
+    at::globalContext().setAllowTF32CuDNN(tf32);
+  }
 }
 
-torch::Dtype runtime_dtype(const po::variables_map& vm) { return model::parse_torch_dtype(vm["dtype"].as<std::string>()); }
-torch::Device runtime_device(const po::variables_map& vm) {
-  return model::parse_torch_device(vm["device"].as<std::string>());
+std::string RuntimeSettings::describe(const torch::Device& d) const {
+  const auto t = torch_dtype(d);
+  std::string text = d.str() + " " + (t == torch::kBFloat16 ? "bf16" : t == torch::kFloat16 ? "fp16" : "fp32");
+  if (dtype == "auto") text += " (--dtype auto)";
+  text += ", " + std::to_string(threads > 0 ? threads : torch::get_num_threads()) + " threads";
+  if (d.is_cuda()) text += tf32 ? ", TF32 on" : ", TF32 off";
+  return text;
 }
 
 }  // namespace evoq::gen

@@ -168,7 +168,8 @@ bool is_tiff(std::span<const std::uint8_t> b) {
 
 Image8 decode_rgb(std::span<const std::uint8_t> encoded, const std::string& name) {
   if (encoded.empty()) fail("image file '", name, "' is empty (0 bytes)");
-  if (jpeg_is_truncated(encoded)) fail("cannot decode image file '", name, "': truncated JPEG (no end-of-image marker)");
+  if (jpeg_is_truncated(encoded))
+    fail("cannot decode image file '", name, "': truncated JPEG (no end-of-image marker)");
   cv::Mat m;
   std::string complaint;
   {
@@ -186,7 +187,8 @@ Image8 decode_rgb(std::span<const std::uint8_t> encoded, const std::string& name
   }
   if (m.empty())
     fail("cannot decode image file '", name, "': ",
-         complaint.empty() ? "not a readable JPEG, PNG, BMP, TIFF or WebP image" : "corrupt or unsupported (" + complaint + ")");
+         complaint.empty() ? "not a readable JPEG, PNG, BMP, TIFF or WebP image"
+                           : "corrupt or unsupported (" + complaint + ")");
   const int channels = m.channels();
   if (channels < 1 || channels > 4) fail("image file '", name, "' has ", channels, " channels; expected 1 to 4");
   switch (m.depth()) {

@@ -64,7 +64,8 @@ void replace_file_atomic(const std::string& path,
   try {
     write(tmp);
     fsync_path(tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write '", path, "' (rename from ", tmp, "): ", errno_text());
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      fail("cannot write '", path, "' (rename from ", tmp, "): ", errno_text());
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;

@@ -80,7 +80,8 @@ ModelConfig parse_config(const json& root, const std::string& source) {
   const json* rope = find(tj, root, "rope_parameters");
   if (!rope) rope = find(tj, root, "rope_scaling");
   const json rope_obj = rope && rope->is_object() ? *rope : json::object();
-  t.rope_theta = get_or<double>(rope_obj, empty, "rope_theta", get_or<double>(tj, root, "rope_theta", 1e6, source), source);
+  t.rope_theta =
+      get_or<double>(rope_obj, empty, "rope_theta", get_or<double>(tj, root, "rope_theta", 1e6, source), source);
   const std::string rope_type = rope_obj.value("rope_type", rope_obj.value("type", std::string("default")));
   EVOQ_CHECK(rope_type == "default" || rope_type == "mrope", source, ": unsupported rope type '", rope_type,
              "' (only M-RoPE without scaling)");

@@ -14,7 +14,8 @@ DecoderLayer::DecoderLayer(const TextConfig& c, torch::TensorOptions options)
   auto rows = [](const torch::Tensor& t, int64_t begin, int64_t n) { return t.narrow(0, begin, n); };
 
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  q_proj_ = attn->register_module("q_proj", std::make_shared<Linear>(rows(qkv_weight_, 0, q_rows), rows(qkv_bias_, 0, q_rows)));
+  q_proj_ = attn->register_module("q_proj",
+                                  std::make_shared<Linear>(rows(qkv_weight_, 0, q_rows), rows(qkv_bias_, 0, q_rows)));
   k_proj_ = attn->register_module(
       "k_proj", std::make_shared<Linear>(rows(qkv_weight_, q_rows, kv_rows), rows(qkv_bias_, q_rows, kv_rows)));
   v_proj_ = attn->register_module("v_proj", std::make_shared<Linear>(rows(qkv_weight_, q_rows + kv_rows, kv_rows),

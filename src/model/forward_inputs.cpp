@@ -25,7 +25,8 @@ Inputs read_forward_inputs(const std::string& path) {
   in.attention_mask = get("attention_mask");
   if (in.attention_mask.defined()) {
     if (in.attention_mask.dim() == 1) in.attention_mask = in.attention_mask.unsqueeze(0);
-    EVOQ_CHECK(in.attention_mask.sizes() == in.input_ids.sizes(), path, ": attention_mask shape differs from input_ids");
+    EVOQ_CHECK(in.attention_mask.sizes() == in.input_ids.sizes(), path,
+               ": attention_mask shape differs from input_ids");
   }
   in.pixel_values = get("pixel_values");
   in.image_grid_thw = get("image_grid_thw");

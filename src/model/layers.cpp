@@ -37,10 +37,11 @@ bool autocast_on(const torch::Tensor& x) {
 }
 }  // namespace
 
-void set_skinny_rows(int64_t rows) { g_skinny_rows = rows; }
-int64_t skinny_rows() { return g_skinny_rows; }
+void set_skinny_rows(int64_t rows) { g_skinny_rows.store(rows, std::memory_order_relaxed); }
+int64_t skinny_rows() { return g_skinny_rows.load(std::memory_order_relaxed); }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, bool contiguous) {
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                     bool contiguous) {
   const int64_t in = x.size(-1);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
   if (!weight_left(x, rows, in, weight.size(0))) return torch::nn::functional::linear(x, weight, bias);

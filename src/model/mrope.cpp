@@ -67,7 +67,8 @@ RopeIndex rope_index(const torch::Tensor& input_ids, const torch::Tensor& attent
 std::pair<torch::Tensor, torch::Tensor> mrope_cos_sin(const torch::Tensor& positions, int64_t head_dim, double theta,
                                                       const std::vector<int64_t>& section, torch::Dtype dtype) {
   auto device = positions.device();
-  auto inv_freq = 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kFloat32) / static_cast<double>(head_dim));
+  auto inv_freq =
+      1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kFloat32) / static_cast<double>(head_dim));
   auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(device);  // [3, B, L, head_dim/2]
   std::vector<torch::Tensor> chunks;
   int64_t start = 0;

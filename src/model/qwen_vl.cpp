@@ -17,7 +17,6 @@ QwenVL::QwenVL(const ModelConfig& config, torch::TensorOptions options) : config
   }
 }
 
-torch::Tensor QwenVL::embed_tokens_weight() const { return language_model->embed_weight; }
 
 torch::Tensor QwenVL::encode_images(const torch::Tensor& pixel_values, const torch::Tensor& image_grid_thw) {
   return visual->forward(pixel_values, image_grid_thw);
@@ -73,8 +72,9 @@ torch::Tensor QwenVL::hidden_states(const Inputs& in, std::vector<LayerKV>* kv_o
   for (size_t i = 0; i < language_model->layers.size(); ++i) {
     auto layer = language_model->layers[i];
     if (checkpoint)
-      x = checkpoint_block([layer, cos, sin, mask](const torch::Tensor& in) { return layer->forward(in, cos, sin, mask, nullptr); },
-                           x, layer->parameters());
+      x = checkpoint_block(
+          [layer, cos, sin, mask](const torch::Tensor& in) { return layer->forward(in, cos, sin, mask, nullptr); }, x,
+          layer->parameters());
     else
       x = layer->forward(x, cos, sin, mask, kv_out ? &(*kv_out)[i] : nullptr);
   }

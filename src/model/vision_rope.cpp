@@ -25,7 +25,8 @@ torch::Tensor vision_patch_positions(const torch::Tensor& grid_thw, int64_t merg
 std::pair<torch::Tensor, torch::Tensor> vision_rope_cos_sin(const torch::Tensor& positions, int64_t head_dim,
                                                             double theta, torch::Device device) {
   const int64_t spatial = head_dim / 2;  // half of the head for rows, half for columns
-  auto inv_freq = 1.0 / torch::pow(theta, (torch::arange(0, spatial, 2, torch::kFloat32) / static_cast<double>(spatial)));
+  auto inv_freq =
+      1.0 / torch::pow(theta, (torch::arange(0, spatial, 2, torch::kFloat32) / static_cast<double>(spatial)));
   auto pos = positions.to(device, torch::kFloat32);
   inv_freq = inv_freq.to(torch::kFloat32).to(device);
   auto freqs = pos.unsqueeze(-1) * inv_freq;                            // [N, 2, spatial/2]

@@ -64,9 +64,11 @@ VisionBlock::VisionBlock(const ModelConfig& config, torch::TensorOptions options
     fc1_ = mlp->register_module("fc1", std::make_shared<Linear>(v.width, v.intermediate_size, true, options));
     fc2_ = mlp->register_module("fc2", std::make_shared<Linear>(v.intermediate_size, v.width, true, options));
   } else {
-    gate_proj_ = mlp->register_module("gate_proj", std::make_shared<Linear>(v.width, v.intermediate_size, true, options));
+    gate_proj_ =
+        mlp->register_module("gate_proj", std::make_shared<Linear>(v.width, v.intermediate_size, true, options));
     up_proj_ = mlp->register_module("up_proj", std::make_shared<Linear>(v.width, v.intermediate_size, true, options));
-    down_proj_ = mlp->register_module("down_proj", std::make_shared<Linear>(v.intermediate_size, v.width, true, options));
+    down_proj_ =
+        mlp->register_module("down_proj", std::make_shared<Linear>(v.intermediate_size, v.width, true, options));
   }
 }
 
@@ -151,8 +153,9 @@ torch::Tensor VisionTower::forward(const torch::Tensor& pixel_values, const torc
     const auto& lengths = windowed ? window_lengths : image_lengths;
     auto block = blocks_[i];
     if (checkpoint_now())
-      x = checkpoint_block([block, cos, sin, lengths](const torch::Tensor& in) { return block->forward(in, cos, sin, lengths); },
-                           x, block->parameters());
+      x = checkpoint_block(
+          [block, cos, sin, lengths](const torch::Tensor& in) { return block->forward(in, cos, sin, lengths); }, x,
+          block->parameters());
     else
       x = block->forward(x, cos, sin, lengths);
   }

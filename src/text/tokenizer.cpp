@@ -124,13 +124,6 @@ int32_t Tokenizer::token_id(std::string_view token) const {
   return *id;
 }
 
-std::string Tokenizer::token_bytes(int32_t id) const {
-  auto added = impl_->added_by_id.find(id);
-  if (added != impl_->added_by_id.end()) return impl_->added[added->second].content;
-  if (id >= 0 && size_t(id) < impl_->id_bytes.size()) return impl_->id_bytes[id];
-  return {};
-}
-
 int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 
 bool Tokenizer::is_special(int32_t id) const {

@@ -18,7 +18,8 @@ using nlohmann::json;
 using Merges = std::vector<MergeRule>;
 
 // GPT-2's pattern, used by a ByteLevel pre-tokenizer with use_regex = true.
-constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 // Ids above this are taken as corruption rather than allocated.
 constexpr int64_t kMaxTokenId = 1 << 24;
 

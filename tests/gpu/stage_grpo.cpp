@@ -7,9 +7,9 @@
 #include "accept.h"
 #include "evoq/core/error.h"
 #include "evoq/dist/communicator.h"
-#include "evoq/evo/grpo_backward.h"
-#include "evoq/evo/optimizer.h"
-#include "evoq/evo/trainable_scope.h"
+#include "evoq/train/grpo_backward.h"
+#include "evoq/train/optimizer.h"
+#include "evoq/train/trainable_scope.h"
 #include "evoq/model/activation_checkpoint.h"
 
 namespace evoq::accept {
@@ -36,7 +36,7 @@ struct Backward {
 torch::Tensor grad_of(const torch::Tensor& p) { return p.grad().defined() ? p.grad().detach() : torch::zeros_like(p); }
 
 Backward backward(Context& ctx, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                  const std::vector<evo::PolicySequence>& seqs, const std::vector<double>& advantages,
+                  const std::vector<train::PolicySequence>& seqs, const std::vector<double>& advantages,
                   const std::vector<torch::Tensor>& logp_ref, const evo::GrpoLossConfig& config, double normaliser,
                   model::Autocast autocast, bool checkpointing) {
   for (const auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
@@ -44,7 +44,7 @@ Backward backward(Context& ctx, const std::vector<std::pair<std::string, torch::
   synchronize(ctx.device);
   reset_peak(ctx.device);
   const auto start = Clock::now();
-  const auto sums = evo::accumulate_grpo_gradients(*ctx.model, seqs, advantages, {}, logp_ref, config, normaliser,
+  const auto sums = train::accumulate_grpo_gradients(*ctx.model, seqs, advantages, {}, logp_ref, config, normaliser,
                                                    int(seqs.size()), autocast);
   synchronize(ctx.device);
   Backward out;
@@ -66,7 +66,7 @@ nlohmann::json run_grpo(Context& ctx) {
   EVOQ_CHECK(samples >= 1 && length >= 1, "--grpo-samples and --grpo-response-tokens must be >= 1");
 
   const auto responses = make_responses(samples, length, net.config().text.vocab_size);
-  std::vector<evo::PolicySequence> seqs;
+  std::vector<train::PolicySequence> seqs;
   std::vector<double> advantages;
   for (int s = 0; s < samples; ++s) {
     seqs.push_back({0, &ctx.prompt_input, responses[std::size_t(s)]});
@@ -76,12 +76,12 @@ nlohmann::json run_grpo(Context& ctx) {
   config.beta = 0.04;
   // The reference is the policy itself (its log-probs without gradients): exercises the reference
   // pass and the KL term, whose gradient is zero at pi_ref = pi_theta.
-  const auto logp_ref = evo::sequence_logprobs(net, seqs, samples, autocast);
+  const auto logp_ref = train::sequence_logprobs(net, seqs, samples, autocast);
   auto counts_comm = dist::single_process();
-  const auto counts = evo::all_reduce_counts(evo::local_counts(evo::response_mask(seqs)), *counts_comm);
+  const auto counts = evo::all_reduce_counts(evo::local_counts(train::response_mask(seqs)), *counts_comm);
   const double normaliser = evo::loss_normaliser(config, counts);
 
-  const auto params = evo::trainable_parameters(net, "all");
+  const auto params = train::trainable_parameters(net, "all");
   // Checkpointing off: keep a copy of the gradients; on: compare with what lands in .grad (one extra
   // copy of the trainable parameters in memory, not two).
   const auto plain = backward(ctx, params, seqs, advantages, logp_ref, config, normaliser, autocast, false);
@@ -130,7 +130,7 @@ nlohmann::json run_grpo(Context& ctx) {
 #ifdef EVOQ_HAVE_NCCL
   if (ctx.device.is_cuda()) comm = dist::make_nccl(dist::single_process(), ctx.options.number("nccl-timeout"));
 #endif
-  evo::OptimizerConfig oc;
+  train::OptimizerConfig oc;
   oc.lr = 1e-6;
   oc.total_steps = 10;
   oc.max_grad_norm = 1.0;
@@ -140,7 +140,7 @@ nlohmann::json run_grpo(Context& ctx) {
   double report_norm = 0.0;
   bool applied = false;
   {
-    evo::DistributedAdamW opt(params, oc, comm);
+    train::DistributedAdamW opt(params, oc, comm);
     const auto start = Clock::now();
     const auto report = opt.step();
     synchronize(ctx.device);

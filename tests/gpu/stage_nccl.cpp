@@ -49,9 +49,10 @@ nlohmann::json check_collectives(dist::Communicator& comm, const torch::Device& 
   return out;
 }
 
-// Queues ~300 ms of matrix products on the compute stream, then a fill of `input`, then an out-of-place collective into `output`, then a product of `output`: the collective must
-// see the fill (NCCL stream waits for compute) and the product must see the collective (compute waits
-// for the NCCL stream), and the call must return long before the queued compute ends.
+// Queues ~300 ms of matrix products on the compute stream, then a fill of `input`, then an out-of-place collective into
+// `output`, then a product of `output`: the collective must see the fill (NCCL stream waits for compute) and the
+// product must see the collective (compute waits for the NCCL stream), and the call must return long before the queued
+// compute ends.
 nlohmann::json check_stream_order(dist::Communicator& comm, const torch::Device& device) {
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   auto a = torch::randn({4096, 4096}, f32);

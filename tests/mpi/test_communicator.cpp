@@ -1,6 +1,8 @@
 // Communicator collectives across 2 MPI ranks with rank-dependent values (run under mpirun -np 2).
 #include <gtest/gtest.h>
 
+#include "evoq/core/error.h"
+#include "evoq/dist/agreement.h"
 #include "evoq/dist/communicator.h"
 
 using evoq::dist::mpi_world;
@@ -86,6 +88,28 @@ TEST(Communicator, RejectsNonContiguousAndWrongSizes) {
   auto in = torch::zeros({3});
   auto out = torch::zeros({5});
   EXPECT_THROW(comm->reduce_scatter(in, out, ReduceOp::sum), evoq::Error);
+}
+
+// A refusal decided from state only rank 0 sees (a file it has just written) is raised on EVERY rank as a
+// usage error: a rank refusing alone would leave the others waiting in their next collective (the
+// 2-rank start-up hang of `evoq train`). The collective after the refusal completing is part of the check.
+TEST(Agreement, RefuseAlikeRaisesRankZerosUsageErrorEverywhere) {
+  auto comm = mpi_world();
+  int calls = 0;
+  try {
+    evoq::dist::refuse_alike(*comm, "train", [&] {
+      ++calls;
+      return std::string("'run' already holds a training run");
+    });
+    ADD_FAILURE() << "no refusal on rank " << comm->rank();
+  } catch (const evoq::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds a training run"), std::string::npos);
+  }
+  EXPECT_EQ(calls, comm->rank() == 0 ? 1 : 0);  // only rank 0 looks
+  evoq::dist::refuse_alike(*comm, "train", [] { return std::string(); });  // fine: nobody throws
+  auto one = torch::ones({1});
+  comm->all_reduce(one, ReduceOp::sum);
+  EXPECT_EQ(one.item<float>(), float(comm->size()));
 }
 
 int main(int argc, char** argv) {

@@ -32,7 +32,8 @@ Batch make_batch() {  // identical on every rank (fixed seed)
 TEST(EvoGrpoLoss, RanksAndMicroBatchesGiveTheFullBatchGradient) {
   auto comm = dist::mpi_world();
   const Batch b = make_batch();
-  for (auto agg : {LossAggregation::token_mean, LossAggregation::seq_mean_token_mean, LossAggregation::constant_divisor}) {
+  for (auto agg :
+       {LossAggregation::token_mean, LossAggregation::seq_mean_token_mean, LossAggregation::constant_divisor}) {
     evo::GrpoLossConfig config;
     config.aggregation = agg;
     config.constant_divisor = 7.0;

@@ -14,9 +14,9 @@
 
 #include "evoq/core/error.h"
 #include "evoq/dist/communicator.h"
-#include "evoq/evo/optimizer.h"
-#include "evoq/evo/stop_signal.h"
-#include "evoq/evo/train_checkpoint.h"
+#include "evoq/train/optimizer.h"
+#include "evoq/dist/stop_signal.h"
+#include "evoq/train/train_checkpoint.h"
 #include "evoq/model/config.h"
 #include "evoq/model/qwen_vl.h"
 
@@ -38,7 +38,9 @@ class SelfCommunicator : public dist::Communicator {
   void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, dist::ReduceOp) override { out.copy_(in); }
   void all_gather(const torch::Tensor& shard, torch::Tensor& out) override { out.copy_(shard); }
   void barrier() override {}
-  std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override { return {mine}; }
+  std::vector<std::vector<std::uint8_t>> all_gather_bytes(const std::vector<std::uint8_t>& mine) override {
+    return {mine};
+  }
   [[noreturn]] void abort(int code) override { std::exit(code); }
 };
 
@@ -62,8 +64,8 @@ struct Toy {
   }
 };
 
-evo::OptimizerConfig config(bool shard) {
-  evo::OptimizerConfig c;
+train::OptimizerConfig config(bool shard) {
+  train::OptimizerConfig c;
   c.lr = 0.05;
   c.weight_decay = 0.1;
   c.max_grad_norm = 0.5;
@@ -98,8 +100,8 @@ TEST(EvoOptimizer, TwoRanksEqualOneRankOnTheUnionBatch) {
   ASSERT_EQ(comm->size(), 2);
   for (bool shard : {false, true}) {
     Toy dist_model(torch::kFloat32), ref_model(torch::kFloat32);
-    evo::DistributedAdamW dist_opt(dist_model.params(), config(shard), comm);
-    evo::DistributedAdamW ref_opt(ref_model.params(), config(false), std::make_shared<SelfCommunicator>());
+    train::DistributedAdamW dist_opt(dist_model.params(), config(shard), comm);
+    train::DistributedAdamW ref_opt(ref_model.params(), config(false), std::make_shared<SelfCommunicator>());
     // Buckets of 7, 7, 5 elements padded to 8, 8, 6: rank 0 owns 4 + 4 + 3, rank 1 3 + 3 + 2.
     if (shard) EXPECT_EQ(dist_opt.owned_numel(), comm->rank() == 0 ? 11 : 8);
     const auto before = dist_model.W.detach().clone();
@@ -122,7 +124,7 @@ TEST(EvoOptimizer, NonFiniteGradientOnOneRankSkipsTheStepEverywhere) {
   auto comm = dist::mpi_world();
   for (bool shard : {false, true}) {
     Toy m(torch::kFloat32);
-    evo::DistributedAdamW opt(m.params(), config(shard), comm);
+    train::DistributedAdamW opt(m.params(), config(shard), comm);
     m.backward(0, 4 * comm->rank(), 4 * comm->rank() + 4);
     const auto before = m.W.detach().clone();
     if (comm->rank() == 1) m.s.mutable_grad()[0] = std::numeric_limits<float>::quiet_NaN();
@@ -139,8 +141,8 @@ TEST(EvoOptimizer, NonFiniteGradientOnOneRankSkipsTheStepEverywhere) {
 TEST(EvoOptimizer, ShardedEqualsUnshardedWithBf16Masters) {
   auto comm = dist::mpi_world();
   Toy a(torch::kBFloat16), b(torch::kBFloat16);
-  evo::DistributedAdamW sharded(a.params(), config(true), comm);
-  evo::DistributedAdamW replicated(b.params(), config(false), comm);
+  train::DistributedAdamW sharded(a.params(), config(true), comm);
+  train::DistributedAdamW replicated(b.params(), config(false), comm);
   EXPECT_EQ(replicated.state_bytes(), std::size_t(19 * 3 * 4));  // moments + masters of everything
   EXPECT_LT(sharded.state_bytes(), replicated.state_bytes());
   for (int step = 0; step < 6; ++step) {
@@ -166,7 +168,7 @@ TEST(EvoOptimizer, SaveAndLoadStateContinuesIdentically) {
   for (bool shard : {false, true}) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
       Toy straight(dtype), resumed(dtype);
-      evo::DistributedAdamW opt(straight.params(), config(shard), comm);
+      train::DistributedAdamW opt(straight.params(), config(shard), comm);
       const std::string path = dir + "/state-r" + std::to_string(comm->rank()) + ".h5";
       for (int step = 0; step < 6; ++step) {
         straight.backward(step, 4 * comm->rank(), 4 * comm->rank() + 4);
@@ -179,7 +181,7 @@ TEST(EvoOptimizer, SaveAndLoadStateContinuesIdentically) {
           resumed.s.copy_(straight.s);
         }
       }
-      evo::DistributedAdamW opt2(resumed.params(), config(shard), comm);
+      train::DistributedAdamW opt2(resumed.params(), config(shard), comm);
       opt2.load_state(path);
       EXPECT_EQ(opt2.steps_taken(), 3);
       for (int step = 3; step < 6; ++step) {
@@ -192,7 +194,7 @@ TEST(EvoOptimizer, SaveAndLoadStateContinuesIdentically) {
 
       // Mismatches are refused with the file named.
       Toy other(dtype);
-      evo::DistributedAdamW wrong_layout(other.params(), config(!shard), comm);
+      train::DistributedAdamW wrong_layout(other.params(), config(!shard), comm);
       try {
         wrong_layout.load_state(path);
         ADD_FAILURE() << "loading a state of the other layout must fail";
@@ -200,7 +202,7 @@ TEST(EvoOptimizer, SaveAndLoadStateContinuesIdentically) {
         EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
       }
       std::vector<std::pair<std::string, torch::Tensor>> renamed = {{"W", other.W}, {"bias", other.b}, {"s", other.s}};
-      evo::DistributedAdamW wrong_names(renamed, config(shard), comm);
+      train::DistributedAdamW wrong_names(renamed, config(shard), comm);
       EXPECT_THROW(wrong_names.load_state(path), evoq::Error);
       const std::string other_rank = dir + "/state-r" + std::to_string(1 - comm->rank()) + ".h5";
       comm->barrier();
@@ -237,7 +239,7 @@ std::shared_ptr<model::QwenVL> tiny_model(int seed) {
 }
 
 // One training step on this rank's two sequences of the global batch of four.
-void lm_step(model::QwenVL& m, evo::DistributedAdamW& opt, int step, int rank) {
+void lm_step(model::QwenVL& m, train::DistributedAdamW& opt, int step, int rank) {
   torch::manual_seed(500 + step);
   auto ids = torch::randint(0, 90, {4, 6});
   model::Inputs in;
@@ -264,20 +266,20 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
   comm->barrier();
   for (bool shard : {false, true}) {
     auto straight = tiny_model(1);
-    evo::OptimizerConfig c = config(shard);
+    train::OptimizerConfig c = config(shard);
     c.lr = 0.01;
-    evo::DistributedAdamW opt(evo::trainable_parameters(*straight, "lm+merger"), c, comm);
+    train::DistributedAdamW opt(train::trainable_parameters(*straight, "lm+merger"), c, comm);
     const int total = 5, k = 3;
-    evo::TrainProgress progress;
+    train::TrainProgress progress;
     progress.seed = 0xfeedfacecafebeefULL;
     progress.extra = {{"rng", {1, 2, 3}}};
     for (int step = 0; step < total; ++step) {
       lm_step(*straight, opt, step, comm->rank());
       progress.step = step + 1;
       progress.position = 2 * (step + 1);
-      if (progress.step <= k) evo::save_checkpoint(run_dir, *straight, source, opt, progress, *comm, /*keep_last=*/2);
+      if (progress.step <= k) train::save_checkpoint(run_dir, *straight, source, opt, progress, *comm, /*keep_last=*/2);
     }
-    const auto latest = evo::latest_checkpoint(run_dir);
+    const auto latest = train::latest_checkpoint(run_dir);
     ASSERT_TRUE(latest.has_value());
     EXPECT_EQ(fs::path(*latest).filename(), "step-00000003");
     EXPECT_FALSE(fs::exists(fs::path(run_dir) / "checkpoints" / "step-00000001"));  // pruned (keep 2)
@@ -288,8 +290,8 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
       EXPECT_TRUE(fs::exists(fs::path(*latest) / f)) << f;
 
     auto resumed = tiny_model(2);  // different weights until loaded
-    evo::DistributedAdamW opt2(evo::trainable_parameters(*resumed, "lm+merger"), c, comm);
-    const auto p = evo::load_checkpoint(*latest, *resumed, opt2, *comm);
+    train::DistributedAdamW opt2(train::trainable_parameters(*resumed, "lm+merger"), c, comm);
+    const auto p = train::load_checkpoint(*latest, *resumed, opt2, *comm);
     EXPECT_EQ(p.step, k);
     EXPECT_EQ(p.position, 2 * k);
     EXPECT_EQ(p.seed, 0xfeedfacecafebeefULL);
@@ -304,7 +306,7 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
   }
   // A failure on rank 0 (checkpoints/ is a file) makes every rank throw instead of hanging.
   auto m = tiny_model(1);
-  evo::DistributedAdamW opt(evo::trainable_parameters(*m, "lm"), config(true), comm);
+  train::DistributedAdamW opt(train::trainable_parameters(*m, "lm"), config(true), comm);
   const auto bad_run = fs::path(run_dir) / "bad";
   if (comm->is_root()) {
     fs::create_directories(bad_run);
@@ -312,22 +314,22 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
   }
   comm->barrier();
   try {
-    evo::save_checkpoint(bad_run.string(), *m, "", opt, evo::TrainProgress{}, *comm);
+    train::save_checkpoint(bad_run.string(), *m, "", opt, train::TrainProgress{}, *comm);
     ADD_FAILURE() << "save_checkpoint must fail on every rank";
   } catch (const evoq::Error& e) {
     if (comm->rank() == 1) EXPECT_NE(std::string(e.what()).find("failed on rank 0"), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(evo::latest_checkpoint(bad_run.string()).has_value());
+  EXPECT_FALSE(train::latest_checkpoint(bad_run.string()).has_value());
   // A checkpoint missing rank 1's optimizer state: every rank refuses to resume.
   const auto half_run = fs::path(run_dir) / "half";
-  evo::save_checkpoint(half_run.string(), *m, "", opt, evo::TrainProgress{}, *comm);
-  const auto half = evo::latest_checkpoint(half_run.string());
+  train::save_checkpoint(half_run.string(), *m, "", opt, train::TrainProgress{}, *comm);
+  const auto half = train::latest_checkpoint(half_run.string());
   ASSERT_TRUE(half.has_value());
   comm->barrier();
   if (comm->is_root()) fs::remove(fs::path(*half) / "optimizer-r1.h5");
   comm->barrier();
   try {
-    evo::load_checkpoint(*half, *m, opt, *comm);
+    train::load_checkpoint(*half, *m, opt, *comm);
     ADD_FAILURE() << "load_checkpoint must fail on every rank";
   } catch (const evoq::Error& e) {
     EXPECT_NE(std::string(e.what()).find("optimizer-r1.h5"), std::string::npos) << e.what();
@@ -338,16 +340,16 @@ TEST(EvoTrainCheckpoint, SaveLatestLoadContinuesIdentically) {
 
 TEST(EvoStopSignal, AnyRankStopsEveryRank) {
   auto comm = dist::mpi_world();
-  evo::install_stop_handlers();
-  evo::clear_stop_request();
-  EXPECT_FALSE(evo::stop_requested_anywhere(*comm));
+  dist::install_stop_handlers();
+  dist::clear_stop_request();
+  EXPECT_FALSE(dist::stop_requested_anywhere(*comm));
   if (comm->rank() == 1) std::raise(SIGUSR1);
-  EXPECT_TRUE(evo::stop_requested_anywhere(*comm));
-  evo::clear_stop_request();
+  EXPECT_TRUE(dist::stop_requested_anywhere(*comm));
+  dist::clear_stop_request();
   if (comm->rank() == 0) std::raise(SIGTERM);
-  EXPECT_TRUE(evo::stop_requested_anywhere(*comm));
-  evo::clear_stop_request();
-  EXPECT_EQ(evo::kExitStoppedBySignal, 75);
+  EXPECT_TRUE(dist::stop_requested_anywhere(*comm));
+  dist::clear_stop_request();
+  EXPECT_EQ(dist::kExitStoppedBySignal, 75);
 }
 
 int main(int argc, char** argv) {

@@ -8,6 +8,7 @@ on a loaded one: the extra delay is short compared with the remaining work, what
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -52,7 +53,8 @@ def wait_for(predicate, proc=None, timeout=600, what="progress"):
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the job ended (status {proc.returncode}) before {what}")
         if time.monotonic() > end:
-            raise AssertionError(f"no {what} after {timeout} s")
+            stacks = backtraces(proc.pid) if proc is not None else ""
+            raise AssertionError(f"no {what} after {timeout} s\n{stacks}")
         time.sleep(POLL)
 
 
@@ -73,6 +75,37 @@ def kill_after_progress(cmd, progress, target, rng, env, extra_delay=0.05, sig=s
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc
+
+
+def backtraces(pid):
+    """Native stacks of every thread of process pid and of its children (gdb), for a hang's report."""
+    pids = [pid] + [int(c) for c in _children(pid)]
+    out = []
+    for p in pids:
+        r = subprocess.run(["gdb", "-p", str(p), "-batch", "-ex", "thread apply all bt 30"], capture_output=True,
+                           text=True, timeout=120) if shutil.which("gdb") else None
+        out.append(f"--- pid {p} ---\n" + (r.stdout[-20000:] if r else "(gdb not installed)"))
+    return "\n".join(out)
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(int(k))]
+
+
+def wait_or_report(proc, timeout=900, what="the job"):
+    """proc.wait(timeout); on a hang, the stacks of the stuck processes go into the failure message."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = backtraces(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError(f"{what} hung (> {timeout} s); stacks:\n{stacks}")
 
 
 @contextlib.contextmanager

@@ -55,3 +55,28 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path):
         lines = [l for l in out.stderr.splitlines() if l.strip()]
         assert len(lines) == 1, (args, out.stderr)
         assert "Traceback" not in out.stderr and "terminate called" not in out.stderr
+
+
+def test_the_shipped_job_configs_parse_and_follow_the_paper():
+    """jobs/*.cfg are what a user submits: every key must be an option of its stage, and the training
+    settings must be the paper's (K = 32, lr 3e-7, beta 0.05, Eq. 5's sequence-mean loss)."""
+    for stage in ("vote", "train", "eval"):
+        out = run(stage, "--config", f"jobs/{stage}.cfg", "--help")
+        assert out.returncode == 0, (stage, out.stderr)
+    out = run("train", "--config", "jobs/train.cfg", "--help").stdout.split("options (", 1)[1]
+    for key, value in (("samples", "32"), ("lr", "3e-07"), ("beta", "0.05"), ("pairs-per-step", "16"),
+                       ("loss-agg", "seq-mean-token-mean"), ("top-k", "0"), ("temperature", "1")):
+        entry = out.split(f"--{key} ", 1)[1].split("\n  -", 1)[0]  # the option's help, wrapped lines included
+        assert f"[{value} *]" in entry, entry
+
+
+
+def test_evolve_stage_config_parses_and_errors_name_the_section(tmp_path):
+    # jobs/evolve.cfg: every section parses; the run then stops at the missing image pool, not at the file.
+    out = run("evolve", "--stage-config", "jobs/evolve.cfg", "--run", str(tmp_path / "ok"), "--model", "m",
+              "--images", str(tmp_path / "no-such-pool"))
+    assert out.returncode == 1 and "no-such-pool" in out.stderr and "stage-config" not in out.stderr, out.stderr
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text("[train]\nsamplez = 4\n")
+    out = run("evolve", "--run", str(tmp_path / "r"), "--model", "m", "--images", "x", "--stage-config", str(cfg))
+    assert out.returncode == 2 and "samplez" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

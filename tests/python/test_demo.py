@@ -1,6 +1,7 @@
 """README's first command (scripts/demo.sh) in a reduced size: a tiny model rigged to answer with short
 digit strings (train_testlib) instead of the embedded default, few pairs and steps. Every output file
 must exist and be readable (h5py, JSON), and the held-out summary must be printed."""
+import csv
 import json
 import os
 import subprocess
@@ -28,7 +29,23 @@ def test_demo_reduced(tmp_path):
         env["EVOQ_BUILD_DIR"] = os.environ["EVOQ_BUILD_DIR"]
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh")], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "pseudo-label accuracy" in r.stdout and "SRCC vs true order" in r.stdout
+    assert "pseudo-label accuracy" in r.stdout and "SRCC vs KADID truth" in r.stdout
+    assert "within-type SRCC vs level" in r.stdout
+    # The truth: mean KADID-10k score of the image's type and level, recomputed here from the label file's
+    # dis_type column and the level in KADID's file names (kadid_truth.py parses the type from the names).
+    kadid_name = {"gaussian_blur": "GBLUR", "white_noise": "AWGN", "jpeg": "JPEG"}
+    sums = {}
+    with open(os.path.join(ROOT, "data", "iqa-labels", "KADID-10k.txt")) as f:
+        for row in csv.DictReader(f):
+            key = (row["dis_type"], int(row["dis_img_path"][-6:-4]))
+            sums.setdefault(key, []).append(float(row["score"]))
+    manifest = {r["path"]: r for r in csv.DictReader(open(run / "distorted-test" / "manifest.csv"))}
+    truth = list(csv.DictReader(open(run / "test-truth.csv")))
+    assert len(truth) == 54
+    for r in truth:
+        m = manifest[r["path"]]
+        v = sums[(kadid_name[m["type"]], int(m["level"]))]
+        assert float(r["score"]) == pytest.approx(sum(v) / len(v), abs=1e-4)
     for name in ("test-pairs.h5", "test-labels-before.h5", "test-labels-after.h5", "evolve/round_1/pairs.h5",
                  "evolve/round_1/labels.h5"):
         with h5py.File(run / name, "r") as f:

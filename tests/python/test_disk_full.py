@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 import faultlib  # noqa: E402
-from test_evo_labels import DATASETS, ENV, EVOQ, MPIRUN  # noqa: E402
+from test_evo_labels import DATASETS, ENV, EVOQ, MPIRUN, TESTTOOL  # noqa: E402
 from train_testlib import brightness_images, build_scoring_model, consistent_pairs, save_checkpoint, write_labels  # noqa: E402
 
 SRC = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -92,7 +92,7 @@ def pairs(tmp_path_factory):
 
 
 def vote_fake(pairs, out, shards, *extra):
-    return [EVOQ, "debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--shards", shards, "--K", 9,
+    return [TESTTOOL, "debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--shards", shards, "--K", 9,
             "--seed", 4, "--flush-every", 1, "--keep-responses", *extra]
 
 

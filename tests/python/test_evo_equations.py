@@ -12,6 +12,7 @@ from scipy.stats import norm
 
 torch.set_num_threads(1)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 
 
 def run_evoq(payload):
@@ -20,7 +21,7 @@ def run_evoq(payload):
         src, dst = os.path.join(d, "in.json"), os.path.join(d, "out.json")
         with open(src, "w") as f:
             json.dump(payload, f)
-        subprocess.run([EVOQ, "debug-evo", "equations", "--in", src, "--out", dst], check=True)
+        subprocess.run([TESTTOOL, "debug-evo", "equations", "--in", src, "--out", dst], check=True)
         with open(dst) as f:
             return json.load(f)
 

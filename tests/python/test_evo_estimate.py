@@ -68,14 +68,13 @@ def run(tmp_path_factory):
     (pool / "manifest.txt").write_text("".join(f"{n},{r}\n" for n, r, _ in rows))
     (d / "levels.csv").write_text("path,score\n" + "".join(f"{pool / n},{-lv}\n" for n, _, lv in rows))
     runs = d / "run"
+    (d / "stages.cfg").write_text(
+        "threads = 1\nmax-new-tokens = 8\n[estimate]\nsamples = 6\n"
+        "[train]\nsteps = 2\npairs-per-step = 3\nsamples = 4\ncheckpoint-every = 2\nmicro-batch = 4\n"
+        f"lr = 1e-3\nbeta = 0.05\ndevice = cpu\ndtype = fp32\nestimate-threshold = {THRESHOLD}\n")
     evoq("evolve", "--run", runs, "--model", model, "--rounds", "1", "--method", "evoestimate",
          "--images", pool / "manifest.txt", "--mode", "same-reference", "--pairs", "6", "--seed", "5",
-         "--eval-dataset", f"csv:{d / 'levels.csv'}",
-         "--estimate-args", "-K 6 --max-new-tokens 8 --threads 1",
-         "--train-args", f"--steps 2 --pairs-per-step 3 --samples 4 --max-new-tokens 8 --checkpoint-every 2 "
-                         f"--micro-batch 4 --lr 1e-3 --beta 0.05 --device cpu --dtype fp32 --threads 1 "
-                         f"--estimate-threshold {THRESHOLD}",
-         "--eval-args", "--max-new-tokens 8", np_ranks=2)
+         "--eval-dataset", f"csv:{d / 'levels.csv'}", "--stage-config", d / "stages.cfg", np_ranks=2)
     return d, model, runs
 
 
@@ -94,8 +93,9 @@ def test_stages_and_outputs(run):
     r1 = runs / "round_1"
     assert not (r1 / "labels.h5").exists()
     assert (r1 / "model" / "model.safetensors").exists()
-    cfg = json.loads((r1 / "train" / "run_config.json").read_text())
-    assert cfg["reward"] == "estimate" and cfg["labels"].endswith("estimates.h5")
+    cfg = json.loads((r1 / "train" / "run_config.json").read_text())["settings"]
+    assert cfg["reward"] == "estimate" and cfg["data"].endswith("estimates.h5")
+    assert cfg["estimate_threshold"] == THRESHOLD and cfg["samples"] == 4
     assert json.loads((r1 / "eval.json").read_text())["datasets"][0]["images"] == 9
 
 

@@ -21,6 +21,8 @@ import pytest
 import faultlib
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
+TOOLS = ("debug-evo", "debug-optimizer", "debug-grpo-grad", "process-logits")
 MPIRUN = shutil.which("mpirun")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
@@ -28,7 +30,7 @@ M64 = (1 << 64) - 1
 
 
 def evoq(*args, np_ranks=1, check=True, **kw):
-    cmd = [EVOQ, *map(str, args)]
+    cmd = [TESTTOOL if args[0] in TOOLS else EVOQ, *map(str, args)]
     if np_ranks > 1:
         cmd = [MPIRUN, "-np", str(np_ranks), "--oversubscribe", *cmd]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, **kw)
@@ -253,7 +255,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, images):
     vote(tmp_path, pairs, "run")
     out = tmp_path / "run" / "labels.h5"
     r = evoq("debug-evo", "vote-fake", "--pairs", pairs, "--out", out, "--K", 7, "--seed", 4, check=False)
-    assert r.returncode == 1 and "different settings (K)" in r.stderr
+    assert r.returncode == 1 and "different settings (K (was 9, now 7))" in r.stderr, r.stderr
 
 
 def test_kill_9_at_random_moments_then_resume(tmp_path, images):
@@ -270,7 +272,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, images):
     finished = set()
     for trial in range(6):
         np_ranks = 2 if (MPIRUN and trial % 2 == 1) else 1
-        cmd = [EVOQ, "debug-evo", "vote-fake", "--pairs", str(pairs), "--out", str(out), "--K", "9", "--seed", "4",
+        cmd = [TESTTOOL, "debug-evo", "vote-fake", "--pairs", str(pairs), "--out", str(out), "--K", "9", "--seed", "4",
                "--flush-every", "1", "--sleep-ms", "3"]
         if np_ranks > 1:
             cmd = [MPIRUN, "-np", "2", "--oversubscribe", *cmd]

@@ -1,7 +1,9 @@
 """`evoq evolve` on a tiny Qwen2.5-VL rigged to answer with short digit strings (train_testlib): one round (pairs -> vote -> train -> eval) with 2 MPI
 ranks writes every output (read back with h5py / transformers-style safetensors), state.json records
-the stages, and kill -9 at random moments followed by a rerun of the same command gives the same
-labels, weights and evaluation as an uninterrupted run.
+the stages and every stage's settings (a rerun with another vote K is refused, naming it), training
+uses the initial model as pi_ref, and kill -9 at moments chosen after observed progress (after the
+round-0 evaluation, mid-vote after flushed shard segments, mid-training after a checkpoint) followed
+by a rerun of the same command gives the same labels, weights and evaluation as an uninterrupted run.
 
 Device: CPU (--device cpu). The same labels bit for bit and weights within 1e-6 are CPU claims; on CUDA
 non-deterministic atomics in the backward and batch-size-dependent kernels make a rerun close, not
@@ -9,10 +11,8 @@ identical (docs/TRAINING.md "Determinism: CPU and CUDA")."""
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -22,6 +22,7 @@ from safetensors.numpy import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_evo_labels import ENV, EVOQ, MPIRUN, evoq  # noqa: E402
+import faultlib  # noqa: E402
 from train_testlib import DIGITS, build_scoring_model, save_checkpoint  # noqa: E402
 
 ROOT = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -47,6 +48,12 @@ def setup(tmp_path_factory):
             rows.append((name, f"ref{ref}", level))
     (pool / "manifest.txt").write_text("".join(f"{n},{r}\n" for n, r, _ in rows))
     (d / "levels.csv").write_text("path,score\n" + "".join(f"{pool / n},{-lv}\n" for n, _, lv in rows))
+    # The stages' settings, as a user's jobs/*.cfg gives them (keys before a section: every stage).
+    (d / "stages.cfg").write_text(
+        "threads = 1\ndevice = cpu\ndtype = fp32\nmax-new-tokens = 8\n"
+        "[vote]\nsamples = 8\nflush-every = 1\n"
+        "[train]\nsteps = 2\npairs-per-step = 2\nsamples = 4\ncheckpoint-every = 1\nmicro-batch = 2\n"
+        "lr = 1e-3\nbeta = 0.05\n")
     return d, model
 
 
@@ -54,10 +61,7 @@ def evolve_cmd(d, model, run, np_ranks):
     cmd = [EVOQ, "evolve", "--run", str(run), "--model", str(model), "--rounds", "1", "--images",
            str(d / "pool" / "manifest.txt"), "--mode", "same-reference", "--pairs", "8", "--seed", "5",
            "--eval-dataset", f"csv:{d / 'levels.csv'}",
-           "--vote-args", "-K 8 --max-new-tokens 8 --threads 1 --flush-every 1",
-           "--train-args", "--steps 2 --pairs-per-step 2 --samples 4 --max-new-tokens 8 --checkpoint-every 1 "
-                           "--micro-batch 2 --lr 1e-3 --beta 0.05 --device cpu --dtype fp32 --threads 1",
-           "--eval-args", "--max-new-tokens 8"]
+           "--stage-config", str(d / "stages.cfg")]
     if np_ranks > 1:
         cmd = [MPIRUN, "-np", str(np_ranks), "--oversubscribe", *cmd]
     return cmd
@@ -100,11 +104,21 @@ def test_one_round_outputs_and_state(setup, tmp_path):
     # A rerun has nothing left to do.
     again = run_evolve(d, model, run)
     assert again.stderr.count("done earlier") == 5  # 5 stages (logged by rank 0)
-    # Other settings in the same run folder are refused.
+    # pi_ref is the initial model (--reference base), recorded in the training run.
+    recorded = json.loads((r1 / "train" / "run_config.json").read_text())["settings"]
+    assert recorded["reference_model"] == str(model) and recorded["samples"] == 4
+    # Other settings in the same run folder are refused, naming each key with both values.
     cmd = evolve_cmd(d, model, run, 1)
     cmd[cmd.index("--pairs") + 1] = "3"
     bad = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
-    assert bad.returncode == 2 and "other settings" in bad.stderr
+    assert bad.returncode == 2 and "pairs (was 8, now 3)" in bad.stderr, bad.stderr
+    bad = subprocess.run(evolve_cmd(d, model, run, 1) + ["--vote-samples", "6"], env=ENV, capture_output=True, text=True)
+    assert bad.returncode == 2 and "vote.K (was 8, now 6)" in bad.stderr, bad.stderr
+    bad = subprocess.run(evolve_cmd(d, model, run, 1) + ["--beta", "0.1"], env=ENV, capture_output=True, text=True)
+    assert bad.returncode == 2 and "train.beta (was 0.05, now 0.1)" in bad.stderr, bad.stderr
+    # ... while a setting that does not change results may differ.
+    ok = subprocess.run(evolve_cmd(d, model, run, 1) + ["--threads", "2"], env=ENV, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
 
 
 @pytest.mark.skipif(MPIRUN is None, reason="no mpirun")
@@ -114,18 +128,26 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_same_results(setup, tmp_p
     run_evolve(d, model, reference, np_ranks=2)
     run = tmp_path / "crash"
     rng = random.Random(7)
-    kills = 0
-    for trial in range(3):
+    r1 = run / "round_1"
+
+    def stage_done(t, name):
+        try:
+            return json.loads((run / "state.json").read_text())["rounds"].get(str(t), {}).get(name, False)
+        except (OSError, ValueError):
+            return False
+
+    # Each fault waits for a milestone, so it lands in a known stage whatever the machine's speed.
+    milestones = [
+        ("round-0 evaluation recorded", lambda: stage_done(0, "eval")),
+        ("vote segments flushed", lambda: faultlib.flushed_pair_count(str(r1 / "labels.h5.shards")) >= 2),
+        ("a training checkpoint", lambda: (r1 / "train" / "checkpoints" / "latest").exists()),
+    ]
+    for what, reached in milestones:
         # The same rank count throughout: a training checkpoint resumes only with the rank count it was
         # written with (docs/TRAINING.md); voting and evaluation would accept any.
-        proc = subprocess.Popen(evolve_cmd(d, model, run, 2), env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(4.0, 12.0))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    assert kills >= 1
+        proc = faultlib.kill_after_progress(evolve_cmd(d, model, run, 2), lambda: int(bool(reached())), 1, rng, ENV)
+        assert proc.returncode != 0, what  # the kill landed before the run could finish
+    assert not stage_done(1, "eval")
     run_evolve(d, model, run)
     la, wa, ea = outputs(reference)
     lb, wb, eb = outputs(run)

@@ -22,6 +22,7 @@ from transformers.generation.logits_process import (
 
 torch.set_num_threads(1)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 
 SETTINGS = [
     dict(sample=False, repetition_penalty=1.3, temperature=0.7, top_k=5, top_p=0.9),  # greedy: penalty only
@@ -67,7 +68,7 @@ def test_processors_match_transformers(s, vocab):
         logits.tofile(paths["logits"])
         history.tofile(paths["history"])
         uniforms.astype(np.float64).tofile(paths["uniforms"])
-        cmd = [EVOQ, "process-logits", "--logits", paths["logits"], "--rows", str(rows), "--vocab", str(vocab),
+        cmd = [TESTTOOL, "process-logits", "--logits", paths["logits"], "--rows", str(rows), "--vocab", str(vocab),
                "--history", paths["history"], "--history-len", str(hist_len), "--out", paths["out"],
                "--temperature", str(s["temperature"]), "--top-k", str(s["top_k"]), "--top-p", str(s["top_p"]),
                "--repetition-penalty", str(s["repetition_penalty"])]
@@ -100,7 +101,7 @@ def test_bad_option_is_a_usage_error():
     with tempfile.TemporaryDirectory() as d:
         f = os.path.join(d, "l")
         np.zeros(4, np.float32).tofile(f)
-        res = subprocess.run([EVOQ, "process-logits", "--logits", f, "--vocab", "4", "--out", os.path.join(d, "o"),
+        res = subprocess.run([TESTTOOL, "process-logits", "--logits", f, "--vocab", "4", "--out", os.path.join(d, "o"),
                               "--top-p", "1.5"], capture_output=True, text=True)
         assert res.returncode != 0
         assert "top_p" in res.stderr

@@ -20,6 +20,7 @@ import qwen_tiny as qt
 
 torch.set_num_threads(1)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
 STEPS = 12
@@ -35,7 +36,7 @@ def model_dir(tmp_path_factory):
 
 
 def loop_args(model_dir, run, *extra):
-    return [EVOQ, "debug-optimizer", "ckpt-loop", "--model", str(model_dir), "--run", str(run), "--steps", str(STEPS),
+    return [TESTTOOL, "debug-optimizer", "ckpt-loop", "--model", str(model_dir), "--run", str(run), "--steps", str(STEPS),
             "--lr", "1e-3", "--weight-decay", "0.01", "--warmup-steps", "2", "--bucket-mb", "0.01", *map(str, extra)]
 
 
@@ -159,7 +160,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_with_75(tmp_path, model_dir):
     # Rank 0 is held (SIGSTOP) until mpirun has forwarded the stop request (its log line): no step can
     # finish meanwhile (every step ends in collectives), so the request lands with work remaining, and
     # the stop flag is shared by all ranks at the end of the step.
-    ranks = faultlib.processes_of(EVOQ, str(run))
+    ranks = faultlib.processes_of(TESTTOOL, str(run))
     assert len(ranks) == 2, ranks
     rank0 = next(pid for pid in ranks if faultlib.mpi_rank(pid) == 0)
     log = faultlib.LineCollector(p.stderr)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_testlib import (EVOQ, IM_END, build_model, hf_prompt, make_images, response_logprobs, run,
+from train_testlib import (EVOQ, TESTTOOL, IM_END, build_model, hf_prompt, make_images, response_logprobs, run,
                            save_checkpoint)
 
 torch.set_num_threads(2)
@@ -38,18 +38,19 @@ def setup(tmp_path_factory):
     return d, pdir, rdir, policy, ref, seqs, prompts
 
 
-def eq5_loss(policy, ref, seqs, prompts, old, beta, clip_low, clip_high, aggregation):
-    """Eq. 5 with the k3 estimator of Eq. 6, per token, aggregated over all sequences."""
+def eq5_loss(policy, ref, seqs, prompts, old, beta, clip_low, clip_high, aggregation, temperature=1.0):
+    """Eq. 5 with the k3 estimator of Eq. 6, per token, aggregated over all sequences; every log-prob
+    under softmax(logits / temperature)."""
     terms, counts = [], []
     for s, lp_old in zip(seqs, old):
         ids, pix, grid = prompts[s["image"]]
-        lp = response_logprobs(policy, ids, pix, grid, s["response"])
+        lp = response_logprobs(policy, ids, pix, grid, s["response"], temperature)
         ratio = torch.exp(torch.clamp(lp - lp_old, -20, 20))
         a = s["advantage"]
         pg = torch.maximum(-a * ratio, -a * torch.clamp(ratio, 1 - clip_low, 1 + clip_high))
         if beta:
             with torch.no_grad():
-                lr = response_logprobs(ref, ids, pix, grid, s["response"])
+                lr = response_logprobs(ref, ids, pix, grid, s["response"], temperature)
             d = torch.clamp(lr - lp, -20, 20)
             pg = pg + beta * (torch.exp(d) - d - 1)
         terms.append(pg)
@@ -63,19 +64,23 @@ def eq5_loss(policy, ref, seqs, prompts, old, beta, clip_low, clip_high, aggrega
     dict(beta=0.05, aggregation="token-mean", micro_batch=4, perturb=0.3),
     dict(beta=0.0, aggregation="seq-mean-token-mean", micro_batch=1, perturb=0.3),
     dict(beta=0.05, aggregation="token-mean", micro_batch=100, perturb=None),  # ratio 1: old = new
+    # Rollouts sampled at temperature 0.7: policy, old and reference log-probs all under logits / 0.7.
+    dict(beta=0.05, aggregation="seq-mean-token-mean", micro_batch=4, perturb=0.3, temperature=0.7),
 ])
 def test_gradient_matches_autograd(setup, case):
     d, pdir, rdir, policy, ref, seqs, prompts = setup
     rng = np.random.default_rng(1)
     with torch.no_grad():
-        new = [response_logprobs(policy, *prompts[s["image"]], s["response"]) for s in seqs]
+        new = [response_logprobs(policy, *prompts[s["image"]], s["response"], case.get("temperature", 1.0))
+               for s in seqs]
     if case["perturb"] is None:
         old = [t.clone() for t in new]
     else:  # logp_old away from the current policy so that some ratios leave [1 - eps, 1 + eps]
         old = [t + torch.tensor(rng.uniform(-case["perturb"], case["perturb"], t.shape[0]), dtype=torch.float32)
                for t in new]
     spec = dict(model=pdir, prompt=PROMPT, beta=case["beta"], clip_low=0.2, clip_high=0.25,
-                aggregation=case["aggregation"], micro_batch=case["micro_batch"], sequences=[])
+                aggregation=case["aggregation"], micro_batch=case["micro_batch"], sequences=[],
+                temperature=case.get("temperature", 1.0))
     if case["beta"]:
         spec["ref_model"] = rdir
     for s, o in zip(seqs, old):
@@ -83,17 +88,18 @@ def test_gradient_matches_autograd(setup, case):
         if case["perturb"] is not None:
             e["logp_old"] = o.tolist()
         spec["sequences"].append(e)
-    name = f"{case['aggregation']}-{case['micro_batch']}-{case['beta']}"
+    name = f"{case['aggregation']}-{case['micro_batch']}-{case['beta']}-{case.get('temperature', 1.0)}"
     inp = os.path.join(d, name + ".json")
     json.dump(spec, open(inp, "w"))
     out = os.path.join(d, name)
-    run([EVOQ, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2"])
+    run([TESTTOOL, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2"])
     result = json.load(open(os.path.join(out, "result.json")))
     for s, ids in zip(seqs, result["prompt_ids"]):
         assert ids == prompts[s["image"]][0].tolist()
 
     policy.zero_grad()
-    loss = eq5_loss(policy, ref, seqs, prompts, old, case["beta"], 0.2, 0.25, case["aggregation"])
+    loss = eq5_loss(policy, ref, seqs, prompts, old, case["beta"], 0.2, 0.25, case["aggregation"],
+                    case.get("temperature", 1.0))
     loss.backward()
     assert result["loss"] == pytest.approx(loss.item(), rel=1e-4, abs=1e-6)
     got = load_file(os.path.join(out, "model.safetensors"))
@@ -118,7 +124,7 @@ def evoq_grad(d, name, spec, *flags):
     inp = os.path.join(d, name + ".json")
     json.dump(spec, open(inp, "w"))
     out = os.path.join(d, name)
-    run([EVOQ, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2", *flags])
+    run([TESTTOOL, "debug-grpo-grad", "--in", inp, "--out", out, "--threads", "2", *flags])
     return json.load(open(os.path.join(out, "result.json"))), load_file(os.path.join(out, "model.safetensors"))
 
 

@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 
 torch.set_num_threads(1)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
+TOOLS = ("debug-evo", "debug-optimizer", "debug-grpo-grad", "process-logits")
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 MPIRUN = shutil.which("mpirun")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -24,7 +26,7 @@ NAMES = sorted(SHAPES)  # the order evoq uses
 
 
 def evoq(*args, np_ranks=1):
-    cmd = [EVOQ, *map(str, args)]
+    cmd = [TESTTOOL if args[0] in TOOLS else EVOQ, *map(str, args)]
     if np_ranks > 1:
         cmd = [MPIRUN, "-np", str(np_ranks), "--oversubscribe", *cmd]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)

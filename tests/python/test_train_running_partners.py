@@ -7,6 +7,7 @@ written here; a resumed run must carry the estimate through its checkpoint. lr 0
 samples still differ from step to step (the sampling stream is keyed by the step)."""
 import math
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -83,9 +84,18 @@ def test_running_estimate_for_absent_partners(setup, tmp_path):
     # Resumed after step 3: the estimate comes back from the checkpoint, so steps 3-4 are identical
     # (lr 0: the weights, hence the rollouts, are the same whatever the schedule's length).
     assert late_absent > 0
+    # The same run (settings may not change on resume), rolled back to its step-3 checkpoint as if it had
+    # died there: the later checkpoint and rollouts files are removed.
     out2 = str(tmp_path / "resumed")
-    train(setup, out2, 3)
-    train(setup, out2, steps, "--resume")
+    train(setup, out2, steps)
+    ckpts = os.path.join(out2, "checkpoints")
+    shutil.rmtree(os.path.join(ckpts, f"step-{steps:08d}"))
+    with open(os.path.join(ckpts, "latest"), "w") as f:
+        f.write("step-00000003\n")
+    for step in (3, 4):
+        os.remove(os.path.join(out2, "rollouts", f"step-{step:08d}.h5"))
+    res = train(setup, out2, steps, "--resume")
+    assert "resuming from" in res.stderr and "at step 3" in res.stderr, res.stderr
     for step in (3, 4):
         g = h5py.File(os.path.join(out2, "rollouts", f"step-{step:08d}.h5"), "r")
         np.testing.assert_array_equal(g["reward"][:], files[step]["reward"][:])

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
+TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 QWEN = os.path.join(DATA, "qwen2-vl-2b")
 VOCAB = 151936
@@ -125,18 +126,30 @@ def hf_prompt(d, image, prompt):
     return tok(text, return_tensors="pt")["input_ids"][0], pix, grid
 
 
-def response_logprobs(model, prompt_ids, pix, grid, response):
-    """log pi(response token t | prompt, earlier tokens) by one full forward of transformers (with grad)."""
+def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
+    """log pi(response token t | prompt, earlier tokens) by one full forward of transformers (with grad),
+    under softmax(logits / temperature): the distribution samples at that temperature come from."""
     seq = torch.cat([prompt_ids, torch.tensor(response, dtype=torch.long)]).unsqueeze(0)
     logits = model(input_ids=seq, attention_mask=torch.ones_like(seq), pixel_values=pix, image_grid_thw=grid,
                    mm_token_type_ids=(seq == SPECIAL["image_token_id"]).int()).logits[0].float()
     P = prompt_ids.shape[0]
-    lp = torch.log_softmax(logits[P - 1:P - 1 + len(response)], -1)
+    lp = torch.log_softmax(logits[P - 1:P - 1 + len(response)] / temperature, -1)
     return lp.gather(1, torch.tensor(response).unsqueeze(1)).squeeze(1)
 
 
-def run(args, check=True, **kw):
-    res = subprocess.run(args, capture_output=True, text=True, **kw)
+def run(args, check=True, timeout=1000, **kw):
+    """Runs a command to its end; a hang (> timeout s) fails with the native stacks of the stuck process."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        import faultlib
+        stacks = faultlib.backtraces(proc.pid)
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        raise AssertionError(f"{args} hung (> {timeout} s); stacks:\n{stacks}")
+    res = subprocess.CompletedProcess(args, proc.returncode, out, err)
     if check:
         assert res.returncode == 0, f"{args}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     return res

@@ -20,4 +20,14 @@ void run_agreed(Communicator& comm, const std::string& what, bool root_only, con
 // `error`, else "". For loops that catch their own failure and must still reach the agreement.
 std::string agree_on_error(Communicator& comm, const std::string& error);
 
+// Collective: rank 0 runs `check`, which returns "" when all is well or a usage error's message; then every
+// rank throws evoq::UsageError with that message (exit status 2 everywhere). A check that throws is agreed
+// as in run_agreed. For refusals that depend on files rank 0 is about to write.
+void refuse_alike(Communicator& comm, const std::string& what, const std::function<std::string()>& check);
+
+// Collective: rank 0's SHA-256 of the weights in model_dir (io::weights_checksum; only rank 0 reads them),
+// known to every rank; a failure is agreed as in run_agreed(what, ...). The one way stages fingerprint the
+// model they run with.
+std::string shared_weights_checksum(Communicator& comm, const std::string& what, const std::string& model_dir);
+
 }  // namespace evoq::dist

@@ -23,9 +23,9 @@
 
 namespace evoq::eval {
 
-struct EvalOptions {
+struct EvalSettings {
   std::string model;                          // scorer name (brisque, niqe, or a registered model scorer)
-  ScorerOptions scorer_options;
+  ScorerSettings scorer;
   std::vector<std::string> datasets;          // names as in datasets.h (KonIQ-10k:test, csv:FILE, ...)
   std::map<std::string, std::string> roots;   // dataset name or alias (any case) -> image root
   std::string labels_dir;                     // empty: default_labels_dir()
@@ -43,6 +43,6 @@ struct EvalOptions {
 // Parses "NAME=DIR" (throws evoq::UsageError naming the option otherwise).
 std::pair<std::string, std::string> parse_root(const std::string& spec);
 
-EvalResult run_eval(const EvalOptions& options, std::ostream& table_out);
+EvalResult run_eval(const EvalSettings& settings, std::ostream& table_out);
 
 }  // namespace evoq::eval

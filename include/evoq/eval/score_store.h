@@ -5,7 +5,8 @@
 // scores since the last flush, never the file.
 //
 // Layout (readable with h5py), schema_version 1:
-//   attributes: schema_version (int), model (string), created_by (string)
+//   attributes: schema_version (int), model (string), run_config (string, JSON of the scorer's settings),
+//               created_by (string)
 //   /dataset        vlen utf-8 string [n]   dataset name (e.g. "CSIQ")
 //   /image          vlen utf-8 string [n]   image id as in the label file
 //   /score          float64 [n]             raw scorer output; NaN when invalid
@@ -27,9 +28,10 @@ struct ScoreRecord {
 
 class ScoreStore {
  public:
-  // Opens `path`: loads its records when it exists (throws evoq::Error if it was made by another model),
-  // otherwise starts empty. Nothing is written until add()/flush().
-  ScoreStore(std::string path, std::string model, std::size_t flush_every);
+  // Opens `path`: loads its records when it exists (throws evoq::Error if it was made by another model
+  // or with other settings: `run_config` is the scorer's settings JSON), otherwise starts empty. Nothing
+  // is written until add()/flush().
+  ScoreStore(std::string path, std::string model, std::string run_config, std::size_t flush_every);
 
   bool contains(const std::string& dataset, const std::string& image) const;
   const ScoreRecord* find(const std::string& dataset, const std::string& image) const;
@@ -39,14 +41,21 @@ class ScoreStore {
   std::size_t size() const { return records_.size(); }
 
   // Low-level: writes / reads a score file (used by flush and the constructor; exposed for tests).
-  static void write_file(const std::string& path, const std::string& model, const std::vector<ScoreRecord>& records);
-  static std::vector<ScoreRecord> read_file(const std::string& path, std::string* model);
+  static void write_file(const std::string& path, const std::string& model, const std::string& run_config,
+                         const std::vector<ScoreRecord>& records);
+  // run_config receives "" for files of earlier versions.
+  static std::vector<ScoreRecord> read_file(const std::string& path, std::string* model,
+                                            std::string* run_config = nullptr);
 
  private:
-  std::string path_, model_;
+  std::string path_, model_, run_config_;
   std::size_t flush_every_, pending_ = 0;
   std::vector<ScoreRecord> records_;
   std::map<std::pair<std::string, std::string>, std::size_t> index_;
 };
+
+// Throws UsageError naming `path` and each differing key when a score file's recorded settings differ
+// from this run's (both JSON; "" skips the check: files of earlier versions).
+void check_same_settings(const std::string& path, const std::string& stored, const std::string& now);
 
 }  // namespace evoq::eval

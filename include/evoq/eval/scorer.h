@@ -3,6 +3,9 @@
 // gave none (an unparsable model answer, an unreadable image); invalid images are counted and excluded,
 // never replaced. Handcrafted baselines (BRISQUE, NIQE) live in this layer; model-based scorers (the VLM,
 // in a torch layer above) register a factory under their name so `evoq eval --model NAME` finds them.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,14 +35,29 @@ class Scorer {
   virtual std::size_t batch_size() const { return 1; }
 };
 
-// Options a factory may read (model directory, sampling settings...), as strings by long option name.
-using ScorerOptions = std::map<std::string, std::string>;
-using ScorerFactory = std::function<std::unique_ptr<Scorer>(const ScorerOptions&)>;
+// What a factory may read: the settings of every scorer, typed (each reads its own).
+struct ScorerSettings {
+  // Model scorers ("vlm"): a checkpoint answering c_score.
+  std::string checkpoint;
+  int samples = 1;                   // answers per image: 1 = greedy, N = mean of N sampled answers
+  bool reasoning = false;            // the paper's reasoning suffix after c_score
+  std::int64_t max_new_tokens = 256;
+  std::uint64_t seed = 0;
+  std::string dtype = "fp32", device = "cpu";
+  int threads = 0;
+  int local_rank = 0;                // binds "cuda" to the GPU of the node-local rank
+  // Baselines ("" = the files shipped in data/).
+  std::string brisque_model, brisque_range, niqe_params;
+
+  // The settings of scorer `name` that change its scores (recorded in score files, compared on resume).
+  nlohmann::json fingerprint(const std::string& name) const;
+};
+using ScorerFactory = std::function<std::unique_ptr<Scorer>(const ScorerSettings&)>;
 
 // Registers a factory under `name` (lower case); a later registration with the same name replaces it.
 void register_scorer(const std::string& name, ScorerFactory factory);
 // Builds the scorer registered as `name`; throws evoq::UsageError listing the known names otherwise.
-std::unique_ptr<Scorer> make_scorer(const std::string& name, const ScorerOptions& options);
+std::unique_ptr<Scorer> make_scorer(const std::string& name, const ScorerSettings& settings);
 std::vector<std::string> scorer_names();
 
 struct ScorerRegistrar {

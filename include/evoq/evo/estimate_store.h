@@ -1,11 +1,10 @@
 #pragma once
 // estimates.h5: the offline stage of EvoEstimate (`evoq estimate`), one pseudo score per image
-// (docs/FORMATS.md "estimates.h5"), and its reading as training data for `evoq train --reward estimate`.
+// (docs/FORMATS.md "estimates.h5"), read for `evoq train --reward estimate` by train/train_batches.h.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "evoq/evo/train_batches.h"
 
 namespace evoq::evo {
 
@@ -27,10 +26,5 @@ struct Estimates {
 void write_estimates_h5(const std::string& path, const Estimates& e);
 Estimates read_estimates_h5(const std::string& path);
 
-// Training data of EvoEstimate: one unit per image with a pseudo score, stored as a TrainPair with
-// i == j (the batching, rank split and rollouts files are shared with EvoQuality; B = images per step).
-// pseudo_scores receives one entry per image id (NaN for images without one). Throws evoq::Error naming
-// the file when no image has a pseudo score.
-TrainData load_estimate_data(const std::string& path, std::vector<double>& pseudo_scores);
 
 }  // namespace evoq::evo

@@ -32,6 +32,9 @@ struct GrpoLossConfig {
   double log_ratio_clamp = 20.0;  // log-ratios are clamped to +-this before exp
   LossAggregation aggregation = LossAggregation::token_mean;
   double constant_divisor = 1.0;  // for constant_divisor (e.g. the maximum response length)
+  // The policy, old-policy and reference log-probs are taken under softmax(logits / temperature), the
+  // rollouts' sampling distribution (policy_logprobs.h).
+  double temperature = 1.0;
 };
 
 // Token and sequence counts of one micro-batch; sum them over micro-batches and ranks.

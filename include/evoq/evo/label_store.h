@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "evoq/evo/pairs.h"
@@ -54,6 +55,7 @@ struct LabelRunInfo {
   std::string pairs_file;
   std::uint64_t num_pairs = 0;
   bool keep_responses = false;
+  std::string root;  // the folder the pair images were read from ("" in runs of earlier versions)
   nlohmann::json to_json() const;
 };
 
@@ -102,6 +104,17 @@ struct MergeSummary {
 // error naming the pair and its segment.
 MergeSummary merge_labels(const std::string& dir, const PairSet& pairs, const LabelRunInfo& info,
                           const std::string& out_path, bool allow_partial = false);
+
+struct LabelCounts {
+  std::size_t failed = 0, missing = 0;
+};
+
+// Writes labels.h5 (docs/FORMATS.md "labels.h5") for `records` (each naming a pair of `pairs`),
+// crash-safe. Used by merge_labels and by labels made from scores (score_labels.h); extra_attrs are
+// written as string attributes (e.g. where the labels came from).
+void write_labels_h5(const std::string& out_path, const PairSet& pairs, const std::vector<PairLabel>& records,
+                     const LabelRunInfo& info, const LabelCounts& counts, bool with_responses,
+                     const std::vector<std::pair<std::string, std::string>>& extra_attrs = {});
 
 // Reads labels.h5 back (records in file order) — for tests and the training stage.
 std::vector<PairLabel> read_labels_h5(const std::string& path);

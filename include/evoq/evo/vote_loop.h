@@ -6,8 +6,8 @@
 //
 // Determinism: sample k of pair p is shown swapped (x_j first) iff
 // gen::compare_sample_swapped(seed, p, k) — a pure function of (seed, pair, sample), the same rule
-// as `evoq compare`, decided PER SAMPLE so that position bias averages out within a pair. A VoteFn that draws its sampling randomness from
-// (seed, pair, sample) as well makes the labels independent of the rank count and of resumes.
+// as `evoq compare`, decided PER SAMPLE so that position bias averages out within a pair. A VoteFn that draws its
+// sampling randomness from (seed, pair, sample) as well makes the labels independent of the rank count and of resumes.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -71,7 +71,7 @@ inline constexpr int kExitSomePairsFailed = 3;
 enum class RankSplit { block, strided };
 RankSplit parse_rank_split(const std::string& name);  // block | strided
 
-// Pair indices of `rank` out of `size`: contiguous blocks (sizes differ by at most 1) or p % size == rank.
+// Pair indices of `rank` out of `size` (core/rank_partition.h): block_range or strided_indices.
 std::vector<std::int64_t> pairs_of_rank(std::size_t num_pairs, int rank, int size, RankSplit split);
 
 struct VoteConfig {
@@ -116,7 +116,8 @@ std::string format_progress(const ProgressInfo& info);
 // stats.stopped, so a pre-empted job loses nothing it finished. `progress` (may be
 // empty) receives a line every progress_every_seconds and at the end; its counts are this rank's
 // (no collective runs inside the loop, so ranks never wait on each other; rank 0's line is
-// representative with a balanced split, and a caller can all_gather the VoteStats at the end). Flushes the store at the end.
+// representative with a balanced split, and a caller can all_gather the VoteStats at the end). Flushes the store at the
+// end.
 VoteStats run_voting(const PairSet& pairs, int rank, int size, const BatchVoteFn& vote, LabelStore& store,
                      const VoteConfig& config, const std::function<void(const std::string&)>& progress = {});
 inline VoteStats run_voting(const PairSet& pairs, int rank, int size, const VoteFn& vote, LabelStore& store,
@@ -129,6 +130,7 @@ PairLabel vote_pair(const PairTask& task, const VoteFn& vote, const VoteConfig& 
 
 // Votes several pairs together, wave by wave, until each has K samples or is decided; labels in
 // the order of `tasks`. Gives the same labels as vote_pair on each task alone.
-std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote, const VoteConfig& config);
+std::vector<PairLabel> vote_pairs(const std::vector<PairTask>& tasks, const BatchVoteFn& vote,
+                                  const VoteConfig& config);
 
 }  // namespace evoq::evo

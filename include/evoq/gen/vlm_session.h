@@ -2,7 +2,6 @@
 // Everything generation needs from a checkpoint directory: the model, its tokenizer, image
 // processor settings, sampling defaults (generation_config.json) and stop ids; builds chat prompts
 // with images.
-#include <boost/program_options.hpp>
 #include <memory>
 #include <set>
 #include <string>
@@ -34,10 +33,27 @@ struct VlmSession {
   std::string decode_text(const std::vector<int32_t>& tokens) const;
 };
 
-// Adds --dtype, --device, --threads; apply_runtime_options sets the torch thread count.
-void add_runtime_options(boost::program_options::options_description& options);
-void apply_runtime_options(const boost::program_options::variables_map& vm);
-torch::Dtype runtime_dtype(const boost::program_options::variables_map& vm);
-torch::Device runtime_device(const boost::program_options::variables_map& vm);
+// Where and how a stage runs its model (--dtype, --device, --threads, --tf32). None of it is a setting
+// that a run records: resuming on another thread count or device is allowed (dtype is recorded by the
+// stages, since it changes results).
+struct RuntimeSettings {
+  std::string dtype = "fp32";   // fp32 | bf16 | fp16 | auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX)
+  std::string device = "cpu";   // cpu | cuda | cuda:N
+  int threads = 0;              // torch intra-op threads, 0 = torch's default
+  bool tf32 = true;             // CUDA: TF32 for fp32 matmuls and convolutions
+
+  // The device of this process: "cuda" without an index binds the GPU of the node-local rank, so every
+  // MPI-parallel stage (vote, estimate, train, eval, evolve) puts rank r of a node on GPU r.
+  torch::Device torch_device(int local_rank = 0) const;
+  // The dtype ("auto" resolved for `device`).
+  torch::Dtype torch_dtype(const torch::Device& device) const;
+  // Sets the thread count and, on CUDA, the TF32 switches; throws UsageError on bad values.
+  void apply(const torch::Device& device) const;
+  // "cpu fp32, 2 threads" (the line a stage prints at start).
+  std::string describe(const torch::Device& device) const;
+};
+
+// True when this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo).
+bool cpu_has_native_bf16();
 
 }  // namespace evoq::gen

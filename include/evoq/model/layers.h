@@ -12,7 +12,9 @@ namespace evoq::model {
 // on the left and measured 20-35% faster for 8-32 rows (docs/BENCHMARKS.md, "skinny projections").
 // Same values up to summation order; other shapes and devices call torch's linear.
 inline constexpr int64_t kSkinnyRows = 48;
-// Process-wide setting (a benchmark knob): the most rows that take the weight-left product; 0 = never.
+// Overrides kSkinnyRows for the whole process (0 turns the weight-left product off): a benchmark knob,
+// set by the binary from EVOQ_SKINNY_ROWS (src/apps/main.cpp) or by a benchmark's option, never read from
+// the environment here.
 void set_skinny_rows(int64_t rows);
 int64_t skinny_rows();
 #define EVOQ_HAS_SKINNY_ROWS_SETTING 1

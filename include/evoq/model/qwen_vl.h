@@ -72,8 +72,6 @@ class QwenVL : public torch::nn::Module {
   // all three M-RoPE axes, appends its KV to the batch and returns float32 logits [B, vocab].
   torch::Tensor decode_step(DecodeBatch& batch, const torch::Tensor& tokens);
 
-  torch::Tensor embed_tokens_weight() const;
-
   std::shared_ptr<VisionTower> visual;
   std::shared_ptr<TextModel> language_model;
   torch::Tensor lm_head_weight;  // undefined when tied

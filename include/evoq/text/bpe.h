@@ -26,7 +26,6 @@ class BpeMerger {
   // Appends the ids of `piece` to `out`. Bytes without a single-byte token are dropped (no unk).
   void encode(std::string_view piece, std::vector<int32_t>& out) const;
 
-  size_t merge_count() const { return merges_.size(); }
 
  private:
   struct Merge {

@@ -48,9 +48,6 @@ class Tokenizer {
   int32_t token_id(std::string_view token) const;
   std::optional<int32_t> find_token_id(std::string_view token) const;
 
-  // Raw bytes of one token (its UTF-8 text for added tokens); empty for unknown ids.
-  std::string token_bytes(int32_t id) const;
-
   // One past the largest id of the vocabulary and added tokens (transformers' len(tokenizer)).
   int32_t vocab_size() const;
   bool is_special(int32_t id) const;

@@ -81,7 +81,8 @@ TEST(VoteLoop, OrderMappingAndSplits) {
       for (auto p : pairs_of_rank(10, r, 3, split)) ++seen[p];
     EXPECT_EQ(seen, std::vector<int>(10, 1));
   }
-  EXPECT_EQ(pairs_of_rank(10, 1, 3, RankSplit::block), (std::vector<std::int64_t>{3, 4, 5}));
+  // Block rule (core/rank_partition.h): the first 10 % 3 = 1 rank gets 4, the others 3.
+  EXPECT_EQ(pairs_of_rank(10, 1, 3, RankSplit::block), (std::vector<std::int64_t>{4, 5, 6}));
   int swaps = 0;
   for (int k = 0; k < 1000; ++k) swaps += sample_swapped(5, 17, k);
   EXPECT_NEAR(swaps, 500, 80);

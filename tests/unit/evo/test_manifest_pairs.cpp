@@ -31,7 +31,8 @@ Manifest numbered(int n, int groups = 0) {
   Manifest m;
   m.source = "test";
   m.root = "/r";
-  for (int i = 0; i < n; ++i) m.images.push_back({"img" + std::to_string(i) + ".png", groups ? "ref" + std::to_string(i % groups) : ""});
+  for (int i = 0; i < n; ++i)
+    m.images.push_back({"img" + std::to_string(i) + ".png", groups ? "ref" + std::to_string(i % groups) : ""});
   return m;
 }
 

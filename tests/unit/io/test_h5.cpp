@@ -105,6 +105,7 @@ TEST(H5, WriteErrorsNameTheFileAndKeepTheOldOne) {
   write_sample(path, "old");
   EXPECT_THROW(h5::write_file_atomic(path, [](H5::H5File&) { evoq::fail("stop"); }), evoq::Error);
   EXPECT_EQ(h5::get_attr_string(h5::open_read(path), "note"), "old");
-  for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos);
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos);
   fs::remove_all(dir);
 }

@@ -94,7 +94,8 @@ TEST(Safetensors, ReadsAHandBuiltFile) {
 }
 
 TEST(Safetensors, ZeroSizedTensorsAndTrailingSpacesAreFine) {
-  std::string h = R"({"e":{"dtype":"BF16","shape":[0,3],"data_offsets":[0,0]},"f":{"dtype":"U8","shape":[],"data_offsets":[0,1]}})";
+  std::string h =
+      R"({"e":{"dtype":"BF16","shape":[0,3],"data_offsets":[0,0]},"f":{"dtype":"U8","shape":[],"data_offsets":[0,1]}})";
   h += "   ";
   auto file = SafetensorsFile::open(write_st(fresh_dir("zero") / "z.safetensors", st_bytes(h, "x")));
   EXPECT_EQ(file->tensors().at("e").nbytes, 0u);
@@ -111,7 +112,8 @@ TEST(Safetensors, RejectsTruncatedFiles) {
 }
 
 TEST(Safetensors, RejectsHeaderLengthBeyondFile) {
-  EXPECT_TRUE(contains(open_error(st_bytes(kTwoTensors, two_tensor_data(), 1 << 20)), "header length 1048576 runs past"));
+  EXPECT_TRUE(
+      contains(open_error(st_bytes(kTwoTensors, two_tensor_data(), 1 << 20)), "header length 1048576 runs past"));
   EXPECT_TRUE(contains(open_error(le64(~std::uint64_t(1)) + kTwoTensors + two_tensor_data()), "runs past"));  // 2^64-2
 }
 
@@ -120,12 +122,14 @@ TEST(Safetensors, RejectsMalformedJson) {
   EXPECT_TRUE(contains(open_error(st_bytes(R"([1,2])", "")), "does not start with '{'"));
   EXPECT_TRUE(contains(open_error(st_bytes("", "")), "does not start with '{'"));
   EXPECT_TRUE(contains(open_error(st_bytes(R"({"a":3})", "")), "tensor 'a': header entry is not an object"));
-  EXPECT_TRUE(contains(open_error(st_bytes(R"({"a":{"dtype":"F32","shape":[1]}})", "xxxx")), "needs dtype, shape and data_offsets"));
+  EXPECT_TRUE(contains(open_error(st_bytes(R"({"a":{"dtype":"F32","shape":[1]}})", "xxxx")),
+                       "needs dtype, shape and data_offsets"));
   EXPECT_TRUE(contains(open_error(st_bytes(R"({"__metadata__":{"k":1}})", "")), "__metadata__ value of 'k'"));
 }
 
 TEST(Safetensors, RejectsOverlappingRanges) {
-  std::string h = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  std::string h =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
   std::string msg = open_error(st_bytes(h, std::string(12, '\0')));
   EXPECT_TRUE(contains(msg, "overlap")) << msg;
   EXPECT_TRUE(contains(msg, "'a'") && contains(msg, "'b'")) << msg;
@@ -202,8 +206,10 @@ TEST(Checkpoint, SingleFileAndMissingKey) {
 
 TEST(Checkpoint, ShardedDirectory) {
   auto dir = fresh_dir("sharded");
-  write_st(dir / "s1.safetensors", st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", two_tensor_data().substr(0, 8)));
-  write_st(dir / "s2.safetensors", st_bytes(R"({"b":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", two_tensor_data().substr(8)));
+  write_st(dir / "s1.safetensors",
+           st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", two_tensor_data().substr(0, 8)));
+  write_st(dir / "s2.safetensors",
+           st_bytes(R"({"b":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", two_tensor_data().substr(8)));
   write_index(dir, {{"a", "s1.safetensors"}, {"b", "s2.safetensors"}});
   Checkpoint moved = Checkpoint::open(dir.string());
   Checkpoint ckpt = std::move(moved);  // views stay valid across moves
@@ -215,7 +221,8 @@ TEST(Checkpoint, ShardedDirectory) {
 
 TEST(Checkpoint, ShardErrors) {
   auto dir = fresh_dir("shard_errors");
-  write_st(dir / "s1.safetensors", st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  write_st(dir / "s1.safetensors",
+           st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0')));
   write_index(dir, {{"a", "s1.safetensors"}, {"b", "s2.safetensors"}});
   std::string msg = checkpoint_error(dir);
   EXPECT_TRUE(contains(msg, "shard s2.safetensors") && contains(msg, "missing")) << msg;

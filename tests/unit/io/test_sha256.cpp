@@ -19,6 +19,7 @@ TEST(Sha256, KnownDigests) {
 TEST(Sha256, IncrementalUpdatesMatchOneShot) {
   const std::string million(1000000, 'a');
   Sha256 h;
-  for (std::size_t i = 0; i < million.size(); i += 999) h.update(million.data() + i, std::min<std::size_t>(999, million.size() - i));
+  for (std::size_t i = 0; i < million.size(); i += 999)
+    h.update(million.data() + i, std::min<std::size_t>(999, million.size() - i));
   EXPECT_EQ(h.hex_digest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }

@@ -151,7 +151,8 @@ TEST_P(SharedPrefixDecode, EqualsFullRecomputation) {
   std::vector<std::vector<std::vector<int64_t>>> conts = {{{10, 11, 12, 13}, {20, 21, 22, 23}, {30, 31, 32, 33}},
                                                           {{40, 41, 42, 43}, {50, 51, 52, 53}}};
   std::vector<PrefixGroup> groups;
-  for (size_t g = 0; g < prompts.size(); ++g) groups.push_back({model.prefill(prompts[g]).cache, (int64_t)conts[g].size()});
+  for (size_t g = 0; g < prompts.size(); ++g)
+    groups.push_back({model.prefill(prompts[g]).cache, (int64_t)conts[g].size()});
   DecodeBatch batch(groups, 2);  // small reserve: capacity must grow
   std::vector<std::pair<int, int>> rows = {{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}};
   for (int step = 0; step < 4; ++step) {
