@@ -60,7 +60,8 @@ struct OpCounts {
 OpCounts count_ops(const std::vector<prof::KinetoEvent>& events) {
   std::map<uint64_t, std::vector<const prof::KinetoEvent*>> by_thread;
   for (const auto& e : events)
-    if (e.name().rfind("aten::", 0) == 0 && e.deviceType() == c10::DeviceType::CPU) by_thread[e.startThreadId()].push_back(&e);
+    if (e.name().rfind("aten::", 0) == 0 && e.deviceType() == c10::DeviceType::CPU)
+      by_thread[e.startThreadId()].push_back(&e);
   OpCounts c;
   for (auto& [thread, ev] : by_thread) {
     std::sort(ev.begin(), ev.end(), [](auto* a, auto* b) {
@@ -87,7 +88,8 @@ OpCounts count_ops(const std::vector<prof::KinetoEvent>& events) {
       int64_t top = int64_t(i);
       while (parent[size_t(top)] >= 0) top = parent[size_t(top)];
       ++c.kernels_by_top[ev[size_t(top)]->name() + " > " + name];
-      for (int64_t p = int64_t(i); p >= 0 && !has_kernel[size_t(p)]; p = parent[size_t(p)]) has_kernel[size_t(p)] = true;
+      for (int64_t p = int64_t(i); p >= 0 && !has_kernel[size_t(p)]; p = parent[size_t(p)])
+        has_kernel[size_t(p)] = true;
     }
     for (size_t i = 0; i < n; ++i) {
       if (parent[i] < 0 && has_kernel[i]) ++c.top;

@@ -65,7 +65,8 @@ torch::Tensor DecoderLayer::forward(const torch::Tensor& x, const torch::Tensor&
   auto h = input_layernorm_->forward(x);
   torch::Tensor q, k, v;
   if (fused) {
-    auto heads = model::linear(h, qkv_weight_, qkv_bias_).view({b, len, heads_ + 2 * kv_heads_, head_dim_}).transpose(1, 2);
+    auto heads =
+        model::linear(h, qkv_weight_, qkv_bias_).view({b, len, heads_ + 2 * kv_heads_, head_dim_}).transpose(1, 2);
     auto qk = apply_rope(heads.narrow(1, 0, heads_ + kv_heads_), cos, sin);
     q = qk.narrow(1, 0, heads_);
     k = qk.narrow(1, heads_, kv_heads_);
@@ -90,7 +91,8 @@ torch::Tensor DecoderLayer::decode(const torch::Tensor& x, const torch::Tensor& 
                                    DecodeBatch& batch, int64_t layer) {
   const int64_t b = x.size(0);
   auto h = input_layernorm_->forward(x);
-  auto heads = model::linear(h, qkv_weight_, qkv_bias_, /*contiguous=*/false).view({b, heads_ + 2 * kv_heads_, head_dim_});
+  auto heads =
+      model::linear(h, qkv_weight_, qkv_bias_, /*contiguous=*/false).view({b, heads_ + 2 * kv_heads_, head_dim_});
   // q and k rotated together, then in the attention's score dtype (fp32 for bf16 models).
   auto qk = rope_rotate(heads.narrow(1, 0, heads_ + kv_heads_), cos, sin).to(batch.score_dtype());
   auto attn = batch.attend(layer, qk.narrow(1, 0, heads_), qk.narrow(1, heads_, kv_heads_),

@@ -34,7 +34,8 @@ void DecodeBatch::allocate(const PrefixCache& like) {
   for (size_t l = 0; l < like.layers.size(); ++l) {
     const auto& v = like.layers[l].v;
     auto k_opts = v.options().dtype(score_dtype_);
-    prefix_[l] = {torch::zeros({kv_heads_, 0, 0, head_dim_}, k_opts), torch::zeros({kv_heads_, 0, 0, head_dim_}, v.options())};
+    prefix_[l] = {torch::zeros({kv_heads_, 0, 0, head_dim_}, k_opts),
+                  torch::zeros({kv_heads_, 0, 0, head_dim_}, v.options())};
     own_[l] = {torch::zeros({kv_heads_, 0, columns_, head_dim_}, k_opts),
                torch::zeros({kv_heads_, 0, columns_, head_dim_}, v.options())};
   }
@@ -152,7 +153,8 @@ void DecodeBatch::set_order(const std::vector<int64_t>& sequences) {
              " sequences given but ", sequences_.size(), " are live");
   std::vector<int64_t> sorted = sequences;
   std::sort(sorted.begin(), sorted.end());
-  EVOQ_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), "DecodeBatch::set_order: repeated sequence");
+  EVOQ_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
+             "DecodeBatch::set_order: repeated sequence");
   for (int64_t s : sorted) EVOQ_CHECK(sequences_.count(s), "DecodeBatch::set_order: unknown sequence ", s);
   order_ = sequences;
 }

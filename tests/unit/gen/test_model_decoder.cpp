@@ -65,7 +65,8 @@ std::vector<GenerationRequest> requests(const std::vector<PromptInput>& prompts,
   return out;
 }
 
-void expect_same(const std::vector<std::vector<GeneratedSample>>& a, const std::vector<std::vector<GeneratedSample>>& b) {
+void expect_same(const std::vector<std::vector<GeneratedSample>>& a,
+                 const std::vector<std::vector<GeneratedSample>>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t r = 0; r < a.size(); ++r) {
     ASSERT_EQ(a[r].size(), b[r].size());

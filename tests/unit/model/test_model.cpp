@@ -208,10 +208,12 @@ TEST(FusedProjections, ParametersAreViewsOfOneStorageAndBothPathsAgree) {
   randomise(model);
   auto named = model.named_parameters(true);
   const auto& layer = *model.language_model->layers[0];
-  const int64_t q_rows = c.text.num_attention_heads * c.text.head_dim, kv_rows = c.text.num_key_value_heads * c.text.head_dim;
+  const int64_t q_rows = c.text.num_attention_heads * c.text.head_dim,
+                kv_rows = c.text.num_key_value_heads * c.text.head_dim;
   const std::string pre = "model.language_model.layers.0.";
   EXPECT_TRUE(torch::equal(layer.qkv_weight().narrow(0, 0, q_rows), named[pre + "self_attn.q_proj.weight"]));
-  EXPECT_TRUE(torch::equal(layer.qkv_weight().narrow(0, q_rows + kv_rows, kv_rows), named[pre + "self_attn.v_proj.weight"]));
+  EXPECT_TRUE(
+      torch::equal(layer.qkv_weight().narrow(0, q_rows + kv_rows, kv_rows), named[pre + "self_attn.v_proj.weight"]));
   EXPECT_TRUE(torch::equal(layer.gate_up_weight().narrow(0, c.text.intermediate_size, c.text.intermediate_size),
                            named[pre + "mlp.up_proj.weight"]));
   // An in-place update of a parameter (the optimizer's) is seen by the fused storage.
@@ -319,14 +321,16 @@ TEST(DecodeAttention, Bf16ScoresStayFp32AsInSdpa) {
   std::vector<PrefixGroup> groups;
   for (size_t g = 0; g < lengths.size(); ++g) {
     auto cache = std::make_shared<PrefixCache>();
-    cache->layers.push_back({bf16(torch::randn({1, kvh, lengths[g], d}) * 4), bf16(torch::randn({1, kvh, lengths[g], d}))});
+    cache->layers.push_back(
+        {bf16(torch::randn({1, kvh, lengths[g], d}) * 4), bf16(torch::randn({1, kvh, lengths[g], d}))});
     cache->length = lengths[g];
     groups.push_back({cache, counts[g]});
   }
   DecodeBatch batch(groups, 4);
   const int64_t b = batch.size();
   ASSERT_EQ(batch.score_dtype(), torch::kFloat32);
-  auto q = bf16(torch::randn({b, heads, d}) * 4), k = bf16(torch::randn({b, kvh, d}) * 4), v = bf16(torch::randn({b, kvh, d}));
+  auto q = bf16(torch::randn({b, heads, d}) * 4), k = bf16(torch::randn({b, kvh, d}) * 4),
+       v = bf16(torch::randn({b, kvh, d}));
   batch.begin_step();
   auto out = batch.attend(0, q.to(torch::kFloat32), k.to(torch::kFloat32), v).view({b, heads, d});
   ASSERT_EQ(out.scalar_type(), torch::kBFloat16);
@@ -345,7 +349,9 @@ TEST(DecodeAttention, Bf16ScoresStayFp32AsInSdpa) {
       auto ref = torch::matmul(s64.softmax(-1), values.to(torch::kFloat64));
       max_score = std::max(max_score, s64.abs().max().item<double>());
       auto sdpa = at::scaled_dot_product_attention(qr.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0))[0];
-      auto rounded = torch::matmul((torch::matmul(qr, keys.transpose(1, 2)).to(torch::kFloat32) * scale).softmax(-1).to(torch::kBFloat16), values);
+      auto rounded = torch::matmul(
+          (torch::matmul(qr, keys.transpose(1, 2)).to(torch::kFloat32) * scale).softmax(-1).to(torch::kBFloat16),
+          values);
       err_decode = std::max(err_decode, (out[row].unsqueeze(1).to(torch::kFloat64) - ref).abs().max().item<double>());
       err_sdpa = std::max(err_sdpa, (sdpa.to(torch::kFloat64) - ref).abs().max().item<double>());
       err_rounded = std::max(err_rounded, (rounded.to(torch::kFloat64) - ref).abs().max().item<double>());
