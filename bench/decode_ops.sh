@@ -3,8 +3,8 @@
 # for G = 1 and 8 prompts of K sequences each, old and new binary side by side in one run.
 #   bench/decode_ops.sh NEW_BENCH [OLD_BENCH]
 # NEW_BENCH: build/bin/evoq_bench_decode (bench/decode/bench_decode.cpp, target evoq_bench_decode).
-# OLD_BENCH: the same tool built against an older tree (the source uses only model API that predates
-# the batched decode; docs/BENCHMARKS.md says how). Settings by
+# OLD_BENCH: the same tool built against an older, built tree (the source uses only model API that
+# predates the batched decode): bench/build_old_bench_decode.sh OLD_TREE OUT_BINARY. Settings by
 # environment: CONFIGS (tiny small), DTYPES (fp32 bf16), GROUPS_LIST (1 8), COPIES_LIST (4: sequences per
 # prompt), PROMPT (630), REPEATS (2: runs alternate old/new; the first run of each case also profiles),
 # THREADS (1), STEPS (timed steps: 64 tiny, 12 small).
