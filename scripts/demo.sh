@@ -43,7 +43,8 @@ started=$(date +%s)
 step "1. embedded default model: $model"
 # rebuild when absent or built by another version of the builder (its hash is in warmup.json); a model
 # directory without warmup.json (not made by the builder) is used as it is
-builder_hash=$(cat "$root/data_prep/make_default_model.py" "$root/data_prep/make_tiny_model.py" | sha256sum | cut -d' ' -f1)
+builder_hash=$(cat "$root/data_prep/make_default_model.py" "$root/data_prep/make_tiny_model.py" \
+  "$root/data_prep/tiny_qwen_vl.py" | sha256sum | cut -d' ' -f1)
 recorded=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("builder_sha256",""))' \
   "$model/warmup.json" 2>/dev/null || true)
 if [ ! -f "$model/model.safetensors" ] || { [ -f "$model/warmup.json" ] && [ "$recorded" != "$builder_hash" ]; }; then
