@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from parity_precision import pin_fp32  # noqa: E402
 
 VOCAB = 1000
 IMAGE, VSTART, VEND, VIDEO = 995, 993, 994, 996  # special ids moved inside the small vocabulary
@@ -103,7 +104,7 @@ def hf_logits(model, inputs):
 
 
 def run_evoq(args, check=True):
-    proc = subprocess.run([evoq_bin()] + args, capture_output=True, text=True,
+    proc = subprocess.run(pin_fp32([evoq_bin()] + args), capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="2"))
     if check and proc.returncode != 0:
         raise AssertionError(f"evoq {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

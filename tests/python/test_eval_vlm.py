@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
@@ -79,7 +80,7 @@ def answering_model(tmp_path_factory):
 
 
 def run(*args):
-    res = subprocess.run([EVOQ, *args], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(pin_fp32([EVOQ, *args]), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return res
 

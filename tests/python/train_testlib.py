@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
@@ -139,6 +140,7 @@ def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
 
 def run(args, check=True, timeout=1000, **kw):
     """Runs a command to its end; a hang (> timeout s) fails with the native stacks of the stuck process."""
+    args = pin_fp32(args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kw)
     try:
