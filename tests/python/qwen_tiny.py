@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from parity_precision import pin_fp32  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
 import tiny_qwen_vl as tq  # noqa: E402
@@ -90,7 +91,7 @@ def hf_logits(model, inputs):
 
 
 def run_evoq(args, check=True):
-    proc = subprocess.run([evoq_bin()] + args, capture_output=True, text=True,
+    proc = subprocess.run(pin_fp32([evoq_bin()] + args), capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="2"))
     if check and proc.returncode != 0:
         raise AssertionError(f"evoq {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

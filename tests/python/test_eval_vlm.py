@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
 import tiny_qwen_vl as tq  # noqa: E402
@@ -66,7 +67,7 @@ def answering_model(tmp_path_factory):
 
 
 def run(*args):
-    res = subprocess.run([EVOQ, *args], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(pin_fp32([EVOQ, *args]), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return res
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from parity_precision import pin_fp32
 from train_testlib import INSTRUCT_CHAT_TEMPLATE, SPECIAL, build_model, save_checkpoint  # the shared tiny model
 
 torch.set_num_threads(2)
@@ -65,7 +66,7 @@ def run_evoq(d, images, *args):
     cmd = [EVOQ, "generate", "--model", d, "--prompt", PROMPT, "--json", "--threads", "2"]
     for p in images:
         cmd += ["--image", p]
-    res = subprocess.run(cmd + list(args), capture_output=True, text=True)
+    res = subprocess.run(pin_fp32(cmd + list(args)), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
 import tiny_qwen_vl as tq  # noqa: E402
@@ -125,6 +126,7 @@ def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
 
 def run(args, check=True, timeout=1000, **kw):
     """Runs a command to its end; a hang (> timeout s) fails with the native stacks of the stuck process."""
+    args = pin_fp32(args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kw)
     try:
