@@ -71,11 +71,14 @@ def vote_accuracy(d):
 
 
 def fmt(xs):
+    """mean +- sd over the seeds; a seed whose value is undefined (its scores were all equal: the model
+    collapsed to one answer) is counted, not averaged."""
+    undefined = sum(1 for x in xs if x != x)
     xs = [x for x in xs if x == x]
     if not xs:
-        return "-"
+        return "-" if not undefined else f"undefined ({undefined})"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.3f} +- {sd:.3f} (n={len(xs)})"
+    return f"{statistics.mean(xs):.3f} +- {sd:.3f} (n={len(xs)}" + (f", {undefined} undefined)" if undefined else ")")
 
 
 def main(study):
@@ -103,7 +106,8 @@ def main(study):
         lines.append(f"\nShare of the oracle's gain recovered by the label-free round: "
                      f"{statistics.mean(gains['evo']) / statistics.mean(gains['oracle']):.2f}")
     lines.append("\nSRCC of greedy answers to the paper's c_score prompt unless said (trained prompt = c_score + the "
-                 "reasoning suffix, as in training); mean +- standard deviation over seeds.")
+                 "reasoning suffix, as in training); mean +- standard deviation over seeds; \"k undefined\": k seeds "
+                 "whose model gave every image the same score (no SRCC), left out of the mean.")
     lines.append("\nPer seed: " + "; ".join(f"{m} s{s}: {x['srcc']:.3f}" for m, bs in sorted(runs.items())
                                              for s, x in sorted(bs.items())))
     lines.append("\nRound-2 rows (evo2, oracle2) start from that method's round-1 model of the same seed and are trained on "
@@ -137,7 +141,7 @@ def figures(study, base, runs):
                         capsize=3)
     ax.set_xticks(range(len(methods)), methods)
     ax.set_ylabel("held-out SRCC vs KADID truth")
-    ax.set_title("one round per method (dots: seeds; square: mean +- sd)")
+    ax.set_title("final model of each method (dots: seeds; square: mean +- sd; 2 = after round 2)")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
