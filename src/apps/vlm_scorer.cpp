@@ -29,7 +29,8 @@ class VlmScorer final : public eval::Scorer {
     const auto device = runtime.torch_device(o.local_rank);
     runtime.apply(device);
     log::info("eval: ", runtime.describe(device));
-    session_ = std::make_unique<gen::VlmSession>(gen::VlmSession::load(o.checkpoint, runtime.torch_dtype(device), device));
+    session_ =
+        std::make_unique<gen::VlmSession>(gen::VlmSession::load(o.checkpoint, runtime.torch_dtype(device), device));
     prompt_ = gen::with_reasoning_suffix(std::string(gen::kScorePrompt), o.reasoning);
     // Greedy for one answer; a mean of N answers samples as the offline stage does (temperature 1,
     // top_k 50), never with a chat model's near-greedy generation_config.

@@ -264,8 +264,8 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
               data.skipped_unlabelled, " without a label skipped), ", data.image_paths.size(), " images, ",
               batches.steps_per_epoch(), " steps per epoch, ", total_steps, " steps, ", comm.size(), " rank(s), ",
               s.runtime.describe(device), ", autocast ", model::autocast_name(training_autocast(s)),
-              s.autocast == "auto" ? " (--autocast auto)" : "", "; rollouts: temperature ", sampling.temperature, ", top_p ",
-              sampling.top_p, ", top_k ", sampling.top_k, ", K = ", s.samples);
+              s.autocast == "auto" ? " (--autocast auto)" : "", "; rollouts: temperature ", sampling.temperature,
+              ", top_p ", sampling.top_p, ", top_k ", sampling.top_k, ", K = ", s.samples);
 
   // Settings: recorded by a fresh run, enforced on resume.
   const std::string reference_dir = s.reference_model.empty() ? s.model_dir : s.reference_model;
