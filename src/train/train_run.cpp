@@ -67,7 +67,7 @@ void truncate_metrics(const fs::path& path, std::int64_t first_step) {
 
 model::Autocast training_autocast(const TrainSettings& s) {
   if (s.autocast == "auto")
-    return s.runtime.dtype == "fp32" && (s.runtime.torch_device().is_cuda() || gen::cpu_has_native_bf16())
+    return s.runtime.dtype == "fp32" && (s.runtime.on_cuda() || gen::cpu_has_native_bf16())
                ? model::Autocast::bf16
                : model::Autocast::off;
   const auto mode = model::parse_autocast(s.autocast);

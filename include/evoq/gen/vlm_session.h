@@ -51,7 +51,10 @@ struct RuntimeSettings {
   // The dtype ("auto" resolved for `device`).
   torch::Dtype torch_dtype(const torch::Device& device) const;
   // Its name, "fp32" | "bf16" | "fp16": what stages record (a run with "auto" records what it ran in).
-  std::string dtype_name(const torch::Device& device) const;
+  // From the settings alone (no device is opened: a fingerprint must not need the GPU).
+  std::string dtype_name() const;
+  // --device names CUDA ("cuda", "cuda:N").
+  bool on_cuda() const { return device.rfind("cuda", 0) == 0; }
   // Sets the thread count and, on CUDA, the TF32 switches; throws UsageError on bad values.
   void apply(const torch::Device& device) const;
   // "cpu fp32, 2 threads" (the line a stage prints at start).
