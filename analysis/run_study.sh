@@ -46,13 +46,14 @@ prepare_model_and_data
   -n "$test_pairs" --seed 11 --out "$data/test-pairs.h5" --log-level warn
 csiq="csv:$root/tests/data/csiq-sample/dmos.csv"
 
-eval_args="--max-new-tokens 32 --log-level warn"  # eval has no --threads: OMP_NUM_THREADS=1
+eval_args="--max-new-tokens 32 --dtype fp32 --log-level warn"  # fp32 throughout, as the study ran  # eval has no --threads: OMP_NUM_THREADS=1
 measure() {  # measure MODEL FOLDER [csiq]: held-out eval, held-out votes, CSIQ
   local m=$1 dir=$2
   [ -f "$dir/eval.json" ] || { "$bin/evoq" eval --model "$m" --dataset "csv:$data/test-levels.csv" --out "$dir/eval" $eval_args \
     && cp "$dir/eval/results.json" "$dir/eval.json"; }
   [ -f "$dir/heldout-labels.h5" ] || "$bin/evoq" vote --model "$m" --pairs "$data/test-pairs.h5" \
-    --out "$dir/heldout-labels.h5" --seed 3 -K 8 --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn
+    --out "$dir/heldout-labels.h5" --seed 3 -K 8 --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --dtype fp32 \
+    --log-level warn
   if [ "${3:-}" = csiq ] && [ ! -f "$dir/csiq/results.json" ]; then
     "$bin/evoq" eval --model "$m" --dataset "$csiq" --out "$dir/csiq" $eval_args
   fi
@@ -68,6 +69,7 @@ evolve() {  # evolve METHOD K SEED ROUNDS
   cat > "$run.cfg" <<CFG
 max-new-tokens = 32
 threads = 1
+dtype = fp32
 [vote]
 samples = $K
 pairs-per-batch = 8
@@ -82,6 +84,7 @@ micro-batch = 8
 lr = $lr
 beta = 0.02
 checkpoint-every = $steps
+autocast = off
 CFG
   "$bin/evoq" evolve --run "$run" --model "$model" --rounds "$rounds" --method "$method" \
     --images "$data/train-pool.txt" --mode same-reference --pairs "$pairs" --seed "$((stride * seed))" --eval-initial false \

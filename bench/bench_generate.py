@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 QWEN = os.path.join(ROOT, "tests", "data", "qwen2-vl-2b")
+sys.path.insert(0, os.path.join(ROOT, "data_prep"))  # tiny_qwen_vl, imported where used (it imports torch)
 
 COMPARE = ("You are performing an image quality assessment task. Compare the two images and decide which one has "
            "better perceptual quality. Answer strictly with the index of the better image: 0 if the first image is "
@@ -30,37 +30,24 @@ COMPARE = ("You are performing an image quality assessment task. Compare the two
 SUFFIX = ("You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
           "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in boxed{}.")
 PROMPT = COMPARE + " " + SUFFIX
-CONFIGS = {
-    "tiny": dict(text=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           intermediate_size=128, mrope=[2, 3, 3]),
-                 vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)),
-}
-# "small" is the project's benchmark config (bench/configs/small: Qwen2.5-VL, 0.42B parameters).
+# "tiny": a random Qwen2-VL of data_prep/tiny_qwen_vl.py; "small" is the project's benchmark config
+# (bench/configs/small: Qwen2.5-VL, 0.42B parameters).
 SMALL = os.path.join(HERE, "configs", "small")
 
 
 def build(name, d):
-    import torch
-    import transformers as tf
-    torch.manual_seed(0)
+    import tiny_qwen_vl as tq
     if name == "small":
-        model = tf.Qwen2_5_VLForConditionalGeneration(tf.AutoConfig.from_pretrained(SMALL)).eval()
+        import transformers as tf
+        model = tq.make_model(config=tf.AutoConfig.from_pretrained(SMALL))
+    elif name == "tiny":
+        model = tq.make_model("qwen2_vl", max_position_embeddings=8192)
     else:
-        c = CONFIGS[name]
-        t = dict(c["text"])
-        mrope = t.pop("mrope")
-        cfg = tf.Qwen2VLConfig(
-            text_config=dict(t, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=8192,
-                             rope_scaling={"type": "mrope", "mrope_section": mrope}),
-            vision_config=dict(c["vision"], hidden_size=t["hidden_size"]), tie_word_embeddings=True,
-            image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653, video_token_id=151656)
-        model = tf.Qwen2VLForConditionalGeneration(cfg).eval()
-    model.save_pretrained(d)
-    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json"):
-        shutil.copy(os.path.join(QWEN, f), d)
+        raise SystemExit(f"unknown config {name!r} (tiny or small)")
     # No stop ids: every sample generates exactly --new-tokens tokens on both sides.
-    json.dump({"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": []},
-              open(os.path.join(d, "generation_config.json"), "w"))
+    tq.save_checkpoint(model, d, tokenizer_dir=QWEN,
+                       files=tq.TOKENIZER_FILES + ("chat_template.json", "preprocessor_config.json"),
+                       generation={"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": []})
 
 
 def images(d):

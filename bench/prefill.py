@@ -7,7 +7,6 @@ usage: python bench/prefill.py [--threads 2] [--repeat 3] [--configs tiny,small]
 import argparse
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,9 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
+sys.path.insert(0, os.path.join(ROOT, "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
+
 C_SCORE = ("You are doing the image quality assessment task. Here is the question: What is your overall rating on "
            "the quality of this picture? The rating should be a float between 1 and 5, rounded to two decimal places, "
            "with 1 representing very poor quality and 5 representing excellent quality.")
@@ -26,23 +28,15 @@ C_COMPARE = ("You are performing an image quality assessment task. Compare the t
 
 
 def build_model(name, out):
+    """The random model (seed 0) of config `name`, saved to `out` unless a config.json is there already."""
     import transformers as tf
-    torch.manual_seed(0)
     if name == "small":
-        config = tf.AutoConfig.from_pretrained(os.path.join(ROOT, "bench", "configs", "small"))
-    else:
-        config = tf.Qwen2_5_VLConfig(
-            text_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             intermediate_size=128, vocab_size=151936,
-                             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
-            vision_config=dict(depth=3, hidden_size=32, num_heads=2, intermediate_size=48, out_hidden_size=64,
-                               fullatt_block_indexes=[1]), tie_word_embeddings=True)
-    model = tf.Qwen2_5_VLForConditionalGeneration(config).eval()
+        model = tq.make_model(config=tf.AutoConfig.from_pretrained(os.path.join(ROOT, "bench", "configs", "small")))
+    else:  # tiny: transformers' rms_norm_eps, 3 vision blocks
+        model = tq.make_model(rms_norm_eps=None, vision=dict(depth=3))
     if not os.path.exists(os.path.join(out, "config.json")):
-        model.save_pretrained(out)
-        for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json",
-                  "preprocessor_config.json"):
-            shutil.copy(os.path.join(DATA, "qwen2-vl-2b", f), out)
+        tq.save_checkpoint(model, out, tokenizer_dir=os.path.join(DATA, "qwen2-vl-2b"),
+                           files=tq.TOKENIZER_FILES + ("chat_template.json", "preprocessor_config.json"))
     return model
 
 

@@ -9,7 +9,6 @@ Prints one JSON line like bench/vote_anchor_transformers.py.
 usage: vote_anchor_vllm.py --model DIR --pairs pairs.json [-K 32] [--max-new-tokens 64] [--dtype bf16|fp32]
          [--threads 2] [--reasoning 1] [--seed 3] [--eager 1] [--kv-cache-gib 2]
 """
-import argparse
 import json
 import os
 import sys
@@ -20,15 +19,7 @@ import vote_common as vc  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--pairs", required=True)
-    ap.add_argument("-K", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reasoning", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=3)
+    ap = vc.anchor_arguments(default_dtype="bf16")
     ap.add_argument("--eager", type=int, default=1)
     ap.add_argument("--kv-cache-gib", type=int, default=2)
     ap.add_argument("--max-num-seqs", type=int, default=256)

@@ -70,3 +70,18 @@ def tally(texts_original, texts_swapped):
 def load_pairs(path):
     """[[path_i, path_j], ...] written by bench/bench_vote_job.py."""
     return json.load(open(path))
+
+
+def anchor_arguments(default_dtype):
+    """The options every anchor takes (the job's model, pairs, K, length, dtype, threads, prompt, seed)."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--pairs", required=True)
+    ap.add_argument("-K", type=int, default=32)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default=default_dtype)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reasoning", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=3)
+    return ap

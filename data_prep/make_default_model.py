@@ -58,11 +58,11 @@ EVAL_TYPES, EVAL_LEVELS, EVAL_SEED = "gaussian_blur,white_noise,jpeg", "1,3,5", 
 
 
 def builder_hash():
-    """sha256 of this script and make_tiny_model.py: scripts/demo.sh rebuilds a cached model whose
-    warmup.json records another value."""
+    """sha256 of this script, make_tiny_model.py and tiny_qwen_vl.py: scripts/demo.sh rebuilds a cached model
+    whose warmup.json records another value."""
     import hashlib
     h = hashlib.sha256()
-    for name in ("make_default_model.py", "make_tiny_model.py"):
+    for name in ("make_default_model.py", "make_tiny_model.py", "tiny_qwen_vl.py"):
         with open(os.path.join(HERE, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()

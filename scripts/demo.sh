@@ -43,7 +43,8 @@ started=$(date +%s)
 step "1. embedded default model: $model"
 # rebuild when absent or built by another version of the builder (its hash is in warmup.json); a model
 # directory without warmup.json (not made by the builder) is used as it is
-builder_hash=$(cat "$root/data_prep/make_default_model.py" "$root/data_prep/make_tiny_model.py" | sha256sum | cut -d' ' -f1)
+builder_hash=$(cat "$root/data_prep/make_default_model.py" "$root/data_prep/make_tiny_model.py" \
+  "$root/data_prep/tiny_qwen_vl.py" | sha256sum | cut -d' ' -f1)
 recorded=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("builder_sha256",""))' \
   "$model/warmup.json" 2>/dev/null || true)
 if [ ! -f "$model/model.safetensors" ] || { [ -f "$model/warmup.json" ] && [ "$recorded" != "$builder_hash" ]; }; then
@@ -73,6 +74,16 @@ done
 [ -f "$run/test-pairs.h5" ] || "$bin/evoq" pairs --manifest "$run/test-pool.txt" --mode same-reference \
   -n "$test_pairs" --seed 11 --out "$run/test-pairs.h5" --log-level warn
 
+# The outputs of an older demo (other settings or other evoq defaults, e.g. before inference ran in bf16 by
+# default: vote and evolve would refuse to continue them) are moved aside to $run/previous.
+demo_version=2
+if [ "$(cat "$run/demo.version" 2>/dev/null)" != "$demo_version" ]; then
+  rm -rf "$run/previous" && mkdir -p "$run/previous"
+  for f in "$run"/test-labels-*.h5 "$run"/test-labels-*.h5.shards "$run/evolve"; do
+    [ -e "$f" ] && mv "$f" "$run/previous/"
+  done
+  echo "$demo_version" > "$run/demo.version"
+fi
 vote_args=(-K "$K" --max-new-tokens 32 --pairs-per-batch 8 --threads 1 --log-level warn)
 step "3. before the round: votes on $test_pairs held-out pairs (K=$K)"
 "${mpirun[@]}" "$bin/evoq" vote --model "$model" --pairs "$run/test-pairs.h5" --out "$run/test-labels-before.h5" \
@@ -95,11 +106,6 @@ beta = 0
 trainable = $trainable
 checkpoint-every = 4
 CFG
-# A run folder of an older evoq (state.json without every stage's settings) is moved aside: evolve
-# would refuse to continue it.
-if [ -f "$run/evolve/state.json" ] && ! grep -q 'test-truth.csv' "$run/evolve/state.json"; then
-  rm -rf "$run/evolve.previous" && mv "$run/evolve" "$run/evolve.previous"
-fi
 step "4. one EvoQuality round with 2 MPI ranks (no labels): pairs -> vote -> train -> eval"
 "${mpirun[@]}" "$bin/evoq" evolve --run "$run/evolve" --model "$model" --rounds 1 \
   --images "$run/train-pool.txt" --mode same-reference --pairs "$pool_pairs" --seed 1 \

@@ -20,9 +20,6 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  const auto runtime = evoq::apps::runtime_settings(vm);
-  const auto device = runtime.torch_device();
-  runtime.apply(device);
   if (!vm.count("images") || vm["images"].as<std::vector<std::string>>().size() != 2)
     throw UsageError("give exactly two images A B");
   const auto images = vm["images"].as<std::vector<std::string>>();
@@ -33,7 +30,7 @@ int run(const po::variables_map& vm) {
                                                : std::string(gen::kComparePrompt);
   prompt = gen::with_reasoning_suffix(prompt, vm["reasoning"].as<bool>());
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
+  auto session = evoq::apps::open_session(vm, "compare");
   gen::EngineOptions opts;
   opts.sampling = vm.count("greedy") ? session.defaults : gen::vote_sampling_defaults(session.defaults);
   opts.sampling.do_sample = !vm.count("greedy");

@@ -18,16 +18,13 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  const auto runtime = evoq::apps::runtime_settings(vm);
-  const auto device = runtime.torch_device();
-  runtime.apply(device);
   const bool greedy = vm.count("greedy") > 0;
   const bool sampled = !vm["samples"].defaulted() || !vm["seed"].defaulted();
   if (greedy && sampled) throw UsageError("--greedy excludes --samples/--seed");
   const int samples = vm["samples"].as<int>();
   if (samples < 1) throw UsageError("--samples must be >= 1");
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
+  auto session = evoq::apps::open_session(vm, "generate");
   gen::EngineOptions opts;
   opts.sampling = session.defaults;
   if (greedy) opts.sampling.do_sample = false;

@@ -25,9 +25,6 @@ namespace po = boost::program_options;
 using namespace evoq;
 
 int run(const po::variables_map& vm) {
-  const auto runtime = evoq::apps::runtime_settings(vm);
-  const auto device = runtime.torch_device();
-  runtime.apply(device);
   if (!vm.count("images")) throw UsageError("give at least one IMAGE");
   const auto images = vm["images"].as<std::vector<std::string>>();
   const int samples = vm["samples"].as<int>();
@@ -37,7 +34,7 @@ int run(const po::variables_map& vm) {
                                                : std::string(gen::kScorePrompt);
   prompt = gen::with_reasoning_suffix(prompt, reasoning);
 
-  auto session = gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
+  auto session = evoq::apps::open_session(vm, "score");
   gen::EngineOptions opts;
   // Greedy for one answer; for a spread, voting's sampling (a chat model's generation_config is near-greedy).
   opts.sampling = samples > 1 ? gen::vote_sampling_defaults(session.defaults) : session.defaults;

@@ -5,6 +5,7 @@
 
 #include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
+#include "evoq/core/log.h"
 #include "evoq/eval/baselines.h"
 
 namespace evoq::apps {
@@ -34,10 +35,11 @@ po::typed_value<double>* real(double default_value) {
 
 }  // namespace
 
-void add_runtime_options(po::options_description& o) {
+void add_runtime_options(po::options_description& o, const gen::RuntimeSettings& d) {
   o.add_options()
-      ("dtype", po::value<std::string>()->default_value("fp32"),
-       "model dtype: fp32 | bf16 | fp16 | auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32)")
+      ("dtype", po::value<std::string>()->default_value(d.dtype),
+       "model dtype: fp32 | bf16 | fp16 | auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32; "
+       "the line printed at start says which)")
       ("device", po::value<std::string>()->default_value("cpu"),
        "cpu | cuda (the GPU of the node-local rank) | cuda:N")
       ("threads", po::value<int>()->default_value(0), "torch intra-op threads (0 = torch's default)")
@@ -54,6 +56,14 @@ gen::RuntimeSettings runtime_settings(const po::variables_map& vm) {
   if (r.threads < 0) throw UsageError("--threads must be >= 0");
   r.tf32 = vm["tf32"].as<bool>();
   return r;
+}
+
+gen::VlmSession open_session(const po::variables_map& vm, const std::string& command) {
+  const auto runtime = runtime_settings(vm);
+  const auto device = runtime.torch_device();
+  runtime.apply(device);
+  log::info(command, ": ", runtime.describe(device));
+  return gen::VlmSession::load(cli::require_string(vm, "model"), runtime.torch_dtype(device), device);
 }
 
 void add_sampling_options(po::options_description& o, std::int64_t default_max_new_tokens, const std::string& defaults) {
@@ -208,7 +218,8 @@ void add_train_options(po::options_description& o) {
       ("zero", flag(false), "shard the optimizer state over the ranks (ZeRO-1 style)")
       ("activation-checkpointing", flag(false), "recompute decoder layers (and trained vision blocks) in backward instead of storing their activations")
       ("autocast", po::value<std::string>()->default_value(d.autocast),
-       "off | bf16: policy/reference forwards under bf16 autocast with fp32 weights (needs --dtype fp32)")
+       "off | bf16 | auto: policy/reference forwards under bf16 autocast with fp32 weights (needs --dtype fp32); "
+       "auto = bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else off")
       ("checkpoint-every", po::value<std::int64_t>()->default_value(d.checkpoint_every), "checkpoint every N steps (and at the end)")
       ("keep-checkpoints", po::value<int>()->default_value(d.keep_checkpoints), "newest checkpoints kept (0 = all)")
       ("rollouts-every", po::value<std::int64_t>()->default_value(d.rollouts_every), "write the rollouts file every N steps (0 = never)")
@@ -224,7 +235,7 @@ void add_train_options(po::options_description& o) {
       ("dry-run", "print the per-GPU memory estimate and exit")
       ("ranks", po::value<int>(), "--dry-run: ranks to plan for (default: this job's)");
   add_sampling_options(o, 512, "training's own: temperature 1, top_p 1, top_k 0, penalty 1, not generation_config");
-  add_runtime_options(o);
+  add_runtime_options(o, d.runtime);
 }
 
 train::TrainSettings train_settings(const po::variables_map& vm) {

@@ -21,8 +21,12 @@ namespace evoq::apps {
 namespace po = boost::program_options;
 
 // --dtype --device --threads --tf32
-void add_runtime_options(po::options_description& o);
+// --dtype/--device/--threads/--tf32 with the defaults of `d` (inference: --dtype auto; training: fp32).
+void add_runtime_options(po::options_description& o, const gen::RuntimeSettings& d = {});
 gen::RuntimeSettings runtime_settings(const po::variables_map& vm);
+// The --model of a one-shot command (score, compare, generate) loaded on its runtime options, after
+// logging "COMMAND: cpu bf16 (--dtype auto), 2 threads".
+gen::VlmSession open_session(const po::variables_map& vm, const std::string& command);
 
 // --temperature --top-p --top-k --repetition-penalty --max-new-tokens; `defaults` says where unset
 // values come from (e.g. "training's rollout defaults: temperature 1, top_p 1, top_k 0").

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "evoq/core/error.h"
+#include "evoq/core/log.h"
 #include "evoq/eval/scorer.h"
 #include "evoq/gen/image_scoring.h"
 #include "evoq/gen/prompts.h"
@@ -27,7 +28,9 @@ class VlmScorer final : public eval::Scorer {
     runtime.threads = o.threads;
     const auto device = runtime.torch_device(o.local_rank);
     runtime.apply(device);
-    session_ = std::make_unique<gen::VlmSession>(gen::VlmSession::load(o.checkpoint, runtime.torch_dtype(device), device));
+    log::info("eval: ", runtime.describe(device));
+    session_ =
+        std::make_unique<gen::VlmSession>(gen::VlmSession::load(o.checkpoint, runtime.torch_dtype(device), device));
     prompt_ = gen::with_reasoning_suffix(std::string(gen::kScorePrompt), o.reasoning);
     // Greedy for one answer; a mean of N answers samples as the offline stage does (temperature 1,
     // top_k 50), never with a chat model's near-greedy generation_config.

@@ -157,7 +157,7 @@ int run_vote(const VoteSettings& s, dist::Communicator& comm) {
   info.K = s.K;
   info.sampling = gen::to_json(engine.sampling);
   info.sampling.erase("do_sample");
-  info.sampling["dtype"] = s.runtime.dtype;
+  info.sampling["dtype"] = s.runtime.dtype_name();
   info.seed = s.seed;
   info.prompt = prompt;
   info.early_stop = s.early_stop;

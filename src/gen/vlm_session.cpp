@@ -65,6 +65,11 @@ torch::Dtype RuntimeSettings::torch_dtype(const torch::Device& d) const {
   return model::parse_torch_dtype(dtype);
 }
 
+std::string RuntimeSettings::dtype_name() const {
+  if (dtype == "auto") return on_cuda() || cpu_has_native_bf16() ? "bf16" : "fp32";
+  return dtype;
+}
+
 void RuntimeSettings::apply(const torch::Device& d) const {
   if (threads < 0) throw UsageError("--threads must be >= 0");
   if (threads > 0) torch::set_num_threads(threads);
@@ -75,8 +80,7 @@ void RuntimeSettings::apply(const torch::Device& d) const {
 }
 
 std::string RuntimeSettings::describe(const torch::Device& d) const {
-  const auto t = torch_dtype(d);
-  std::string text = d.str() + " " + (t == torch::kBFloat16 ? "bf16" : t == torch::kFloat16 ? "fp16" : "fp32");
+  std::string text = d.str() + " " + dtype_name();
   if (dtype == "auto") text += " (--dtype auto)";
   text += ", " + std::to_string(threads > 0 ? threads : torch::get_num_threads()) + " threads";
   if (d.is_cuda()) text += tf32 ? ", TF32 on" : ", TF32 off";

@@ -9,7 +9,7 @@ namespace evoq::model {
 Autocast parse_autocast(const std::string& value, const std::string& option) {
   if (value == "off") return Autocast::off;
   if (value == "bf16") return Autocast::bf16;
-  throw UsageError(option + " must be 'off' or 'bf16' (got '" + value + "')");
+  throw UsageError(option + " must be 'off', 'bf16' or 'auto' (got '" + value + "')");
 }
 
 const char* autocast_name(Autocast mode) { return mode == Autocast::bf16 ? "bf16" : "off"; }

@@ -41,13 +41,13 @@ double metric(const json& dataset, const char* key) {
 json vote_fingerprint(const VoteSettings& v) {
   return {{"K", v.K},           {"early_stop", v.early_stop},         {"reasoning", v.reasoning},
           {"prompt_file", v.prompt_file}, {"keep_responses", v.keep_responses}, {"root", v.root},
-          {"sampling", gen::to_json(v.sampling)}, {"dtype", v.runtime.dtype}};
+          {"sampling", gen::to_json(v.sampling)}, {"dtype", v.runtime.dtype_name()}};
 }
 
 json estimate_fingerprint(const EstimateSettings& e) {
   return {{"K", e.K},           {"reasoning", e.reasoning},     {"prompt_file", e.prompt_file},
           {"keep_responses", e.keep_responses}, {"root", e.root}, {"sampling", gen::to_json(e.sampling)},
-          {"dtype", e.runtime.dtype}};
+          {"dtype", e.runtime.dtype_name()}};
 }
 
 json train_fingerprint(const TrainSettings& t) {

@@ -66,6 +66,10 @@ void truncate_metrics(const fs::path& path, std::int64_t first_step) {
 }
 
 model::Autocast training_autocast(const TrainSettings& s) {
+  if (s.autocast == "auto")
+    return s.runtime.dtype == "fp32" && (s.runtime.on_cuda() || gen::cpu_has_native_bf16())
+               ? model::Autocast::bf16
+               : model::Autocast::off;
   const auto mode = model::parse_autocast(s.autocast);
   if (mode == model::Autocast::bf16 && s.runtime.dtype != "fp32")
     throw UsageError("--autocast bf16 needs --dtype fp32 (the fp32 weights are the master copy; got --dtype " +
@@ -184,7 +188,7 @@ json training_fingerprint(const TrainSettings& s, const std::string& prompt, con
          {"adv_epsilon", s.adv_epsilon},
          {"std_division", s.std_division},
          {"ppo_epochs", s.ppo_epochs},
-         {"autocast", s.autocast},
+         {"autocast", model::autocast_name(training_autocast(s))},
          {"dtype", s.runtime.dtype},
          {"seed", s.seed},
          {"prompt", prompt},
@@ -259,8 +263,9 @@ int run_training(const TrainSettings& s, const std::shared_ptr<dist::Communicato
     log::info("train: ", data.pairs.size(), " usable pairs (", data.skipped_failed, " failed, ",
               data.skipped_unlabelled, " without a label skipped), ", data.image_paths.size(), " images, ",
               batches.steps_per_epoch(), " steps per epoch, ", total_steps, " steps, ", comm.size(), " rank(s), ",
-              s.runtime.describe(device), "; rollouts: temperature ", sampling.temperature, ", top_p ",
-              sampling.top_p, ", top_k ", sampling.top_k, ", K = ", s.samples);
+              s.runtime.describe(device), ", autocast ", model::autocast_name(training_autocast(s)),
+              s.autocast == "auto" ? " (--autocast auto)" : "", "; rollouts: temperature ", sampling.temperature,
+              ", top_p ", sampling.top_p, ", top_k ", sampling.top_k, ", K = ", s.samples);
 
   // Settings: recorded by a fresh run, enforced on resume.
   const std::string reference_dir = s.reference_model.empty() ? s.model_dir : s.reference_model;

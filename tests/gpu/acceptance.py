@@ -32,6 +32,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
+
 QWEN_SPECIAL = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
                     vision_end_token_id=151653)
 TINY_SPECIAL = dict(image_token_id=995, video_token_id=996, vision_start_token_id=993, vision_end_token_id=994)
@@ -68,27 +71,16 @@ def set_tf32(on):
 
 
 def build_model(size, layers, vision_layers, device, out_dir):
-    import transformers as tf
     s = SIZES[size]
     text = dict(s["text"])
     mrope = text.pop("mrope")
     fullatt = sorted({vision_layers - 1, max(0, vision_layers // 2 - 1)})
-    config = tf.Qwen2_5_VLConfig(
-        text_config=dict(text, num_hidden_layers=layers, rms_norm_eps=1e-6,
-                         rope_scaling={"type": "mrope", "mrope_section": mrope}),
-        vision_config=dict(s["vision"], depth=vision_layers, fullatt_block_indexes=fullatt, window_size=112,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, hidden_act="silu"),
-        tie_word_embeddings=False, **s["special"])
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = tf.Qwen2_5_VLForConditionalGeneration(config)
-    model.eval()
-    if s["init_std"]:  # tiny widths: widen the init so that every part of the model moves the logits
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.normal_(0.0, s["init_std"])
-                if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
-                    p.add_(1.0)
+    # tiny widths: the init widened (init_std) so that every part of the model moves the logits
+    model = tq.make_model("qwen2_5_vl", seed=0, device=device, widen_std=s["init_std"], tied=False,
+                          special=s["special"], text=dict(text, num_hidden_layers=layers,
+                                                          rope_scaling={"type": "mrope", "mrope_section": mrope}),
+                          vision=dict(s["vision"], depth=vision_layers, fullatt_block_indexes=fullatt, window_size=112,
+                                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, hidden_act="silu"))
     model.save_pretrained(out_dir)
     return model
 

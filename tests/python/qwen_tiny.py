@@ -1,18 +1,21 @@
-"""Tiny random Qwen2-VL / Qwen2.5-VL models built by transformers (fixed seed, nothing downloaded),
-saved in both weight-key layouts, and helpers to run them next to `evoq`. Shared by the model tests."""
+"""Tiny random Qwen2-VL / Qwen2.5-VL models built by transformers (fixed seed, nothing downloaded; the
+builder is data_prep/tiny_qwen_vl.py), saved in both weight-key layouts, and helpers to run them next to
+`evoq`. Shared by the model tests."""
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from parity_precision import pin_fp32  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
 
 VOCAB = 1000
 IMAGE, VSTART, VEND, VIDEO = 995, 993, 994, 996  # special ids moved inside the small vocabulary
-TEXT_ARGS = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, vocab_size=VOCAB, rms_norm_eps=1e-6,
-                 rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
 SPECIAL = dict(image_token_id=IMAGE, vision_start_token_id=VSTART, vision_end_token_id=VEND, video_token_id=VIDEO)
 
 
@@ -21,24 +24,9 @@ def evoq_bin():
 
 
 def make_model(arch, tied, seed=0):
-    import transformers as tf
-    torch.manual_seed(seed)
-    if arch == "qwen2_vl":
-        config = tf.Qwen2VLConfig(text_config=dict(TEXT_ARGS), tie_word_embeddings=tied, **SPECIAL,
-                                  vision_config=dict(depth=2, embed_dim=32, num_heads=2, hidden_size=64, mlp_ratio=2))
-        model = tf.Qwen2VLForConditionalGeneration(config)
-    else:
-        config = tf.Qwen2_5_VLConfig(text_config=dict(TEXT_ARGS), tie_word_embeddings=tied, **SPECIAL,
-                                     vision_config=dict(depth=3, hidden_size=32, num_heads=2, intermediate_size=48,
-                                                        out_hidden_size=64, fullatt_block_indexes=[1]))
-        model = tf.Qwen2_5_VLForConditionalGeneration(config)
-    # Random init has tiny std; widen it so that every part of the model moves the logits.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(0.0, 0.1)
-            if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
-                p.add_(1.0)
-    return model.eval()
+    """The 1000-token model (eval mode), init widened by tiny_qwen_vl.widen; Qwen2.5-VL with 3 vision blocks."""
+    return tq.make_model(arch, seed=seed, tied=tied, vocab_size=VOCAB, special=SPECIAL, widen_std=0.1,
+                         vision=dict(depth=3) if arch == "qwen2_5_vl" else None)
 
 
 def relayout(src_dir, dst_dir, keys, flat_config=False):
@@ -103,7 +91,7 @@ def hf_logits(model, inputs):
 
 
 def run_evoq(args, check=True):
-    proc = subprocess.run([evoq_bin()] + args, capture_output=True, text=True,
+    proc = subprocess.run(pin_fp32([evoq_bin()] + args), capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="2"))
     if check and proc.returncode != 0:
         raise AssertionError(f"evoq {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

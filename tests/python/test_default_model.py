@@ -11,6 +11,9 @@ import sys
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(__file__))
+from parity_precision import pin_fp32  # noqa: E402
+
 SRC = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("EVOQ_BUILD_DIR", os.path.join(SRC, "build"))
 EVOQ = os.environ.get("EVOQ_BIN", os.path.join(BUILD, "bin", "evoq"))
@@ -84,9 +87,9 @@ def test_evoq_answers_are_mostly_valid(format_model, tmp_path):
     for a, b in zip(images[0::2], images[1::2]):
         # greedy: the reduced warm-up learns the format less firmly than the full build, whose sampled
         # validity docs/MODEL.md reports
-        out = subprocess.run([EVOQ, "compare", "--model", str(format_model), a, b, "--greedy", "--samples", "4",
+        out = subprocess.run(pin_fp32([EVOQ, "compare", "--model", str(format_model), a, b, "--greedy", "--samples", "4",
                               "--seed", "3",
-                              "--max-new-tokens", "32", "--json", "--threads", "1"],
+                              "--max-new-tokens", "32", "--json", "--threads", "1"]),
                              check=True, capture_output=True, text=True)
         j = json.loads(out.stdout)
         valid += j["votes_a"] + j["votes_b"]
@@ -96,8 +99,8 @@ def test_evoq_answers_are_mostly_valid(format_model, tmp_path):
     assert valid >= 0.8 * total, (valid, total)
 
     out_json = tmp_path / "scores.json"
-    subprocess.run([EVOQ, "score", "--model", str(format_model), *images, "--max-new-tokens", "32", "--threads", "1",
-                    "--out", str(out_json)], check=True, capture_output=True, text=True)
+    subprocess.run(pin_fp32([EVOQ, "score", "--model", str(format_model), *images, "--max-new-tokens", "32", "--threads", "1",
+                    "--out", str(out_json)]), check=True, capture_output=True, text=True)
     scores = json.load(open(out_json))["images"]
     assert len(scores) == len(images)
     ok = [s for s in scores if s["valid"] == 1]

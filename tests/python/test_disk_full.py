@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 import faultlib  # noqa: E402
+from parity_precision import pin_fp32  # noqa: E402
 from test_evo_labels import DATASETS, ENV, EVOQ, MPIRUN, TESTTOOL  # noqa: E402
 from train_testlib import brightness_images, build_scoring_model, consistent_pairs, save_checkpoint, write_labels  # noqa: E402
 
@@ -38,7 +39,7 @@ def mpi(*cmd):
 
 
 def start(cmd):
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(pin_fp32(cmd), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
@@ -59,7 +60,7 @@ def error_lines(text):
 
 
 def run(cmd, check=True):
-    r = subprocess.run([str(c) for c in cmd], env=ENV, capture_output=True, text=True)
+    r = subprocess.run(pin_fp32(cmd), env=ENV, capture_output=True, text=True)
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r

@@ -11,13 +11,16 @@ import csv
 import json
 import sys
 import os
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
@@ -28,18 +31,8 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def answering_model(tmp_path_factory):
-    import transformers as tf
     d = str(tmp_path_factory.mktemp("vlm35"))
-    torch.manual_seed(0)
-    cfg = tf.Qwen2_5_VLConfig(
-        text_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=151936, rms_norm_eps=1e-6,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48, out_hidden_size=64,
-                           fullatt_block_indexes=[1]),
-        tie_word_embeddings=False, image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653,
-        video_token_id=151656)
-    model = tf.Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    model = tq.make_model(seed=0, tied=False)
     with torch.no_grad():
         lm = model.model.language_model
         for layer in lm.layers:
@@ -54,14 +47,9 @@ def answering_model(tmp_path_factory):
             emb[tok, k] = 1.0
             head[CHAIN[k + 1]].zero_()
             head[CHAIN[k + 1], k] = 10.0
-    model.save_pretrained(d)
-    for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
-        shutil.copy(os.path.join(QWEN, f), d)
-    prep = json.load(open(os.path.join(QWEN, "preprocessor_config.json")))
-    prep.update(max_pixels=112 * 112)
-    json.dump(prep, open(os.path.join(d, "preprocessor_config.json"), "w"))
-    json.dump({"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": [151645, 151643]},
-              open(os.path.join(d, "generation_config.json"), "w"))
+    tq.save_checkpoint(model, d, tokenizer_dir=QWEN, preprocessor=dict(max_pixels=112 * 112),
+                       generation={"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                                   "eos_token_id": [151645, 151643]})
     images = []
     rng = np.random.default_rng(0)
     for i, (h, w) in enumerate([(56, 84), (90, 61), (64, 64)]):
@@ -79,7 +67,7 @@ def answering_model(tmp_path_factory):
 
 
 def run(*args):
-    res = subprocess.run([EVOQ, *args], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(pin_fp32([EVOQ, *args]), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return res
 

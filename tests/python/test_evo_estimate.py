@@ -69,9 +69,9 @@ def run(tmp_path_factory):
     (d / "levels.csv").write_text("path,score\n" + "".join(f"{pool / n},{-lv}\n" for n, _, lv in rows))
     runs = d / "run"
     (d / "stages.cfg").write_text(
-        "threads = 1\nmax-new-tokens = 8\n[estimate]\nsamples = 6\n"
+        "threads = 1\nmax-new-tokens = 8\n[estimate]\nsamples = 6\ndtype = fp32\n"
         "[train]\nsteps = 2\npairs-per-step = 3\nsamples = 4\ncheckpoint-every = 2\nmicro-batch = 4\n"
-        f"lr = 1e-3\nbeta = 0.05\ndevice = cpu\ndtype = fp32\nestimate-threshold = {THRESHOLD}\n")
+        f"lr = 1e-3\nbeta = 0.05\ndevice = cpu\ndtype = fp32\nautocast = off\nestimate-threshold = {THRESHOLD}\n")
     evoq("evolve", "--run", runs, "--model", model, "--rounds", "1", "--method", "evoestimate",
          "--images", pool / "manifest.txt", "--mode", "same-reference", "--pairs", "6", "--seed", "5",
          "--eval-dataset", f"csv:{d / 'levels.csv'}", "--stage-config", d / "stages.cfg", np_ranks=2)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import faultlib
+from parity_precision import pin_fp32  # noqa: E402
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
@@ -30,7 +31,7 @@ M64 = (1 << 64) - 1
 
 
 def evoq(*args, np_ranks=1, check=True, **kw):
-    cmd = [TESTTOOL if args[0] in TOOLS else EVOQ, *map(str, args)]
+    cmd = pin_fp32([TESTTOOL if args[0] in TOOLS else EVOQ, *map(str, args)])
     if np_ranks > 1:
         cmd = [MPIRUN, "-np", str(np_ranks), "--oversubscribe", *cmd]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, **kw)

@@ -24,6 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
 import faultlib  # noqa: E402
+from parity_precision import pin_fp32  # noqa: E402
 from test_evo_labels import DATASETS, ENV, EVOQ, MPIRUN, evoq, sample_swapped  # noqa: E402
 
 ROOT = os.environ.get("EVOQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -150,8 +151,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_labels(setup, tmp_path):
     pick = random.Random(4)
     finished = set()
     for trial in range(3):
-        cmd = [EVOQ, "vote", "--model", str(model), "--pairs", str(pairs), "--out", str(out),
-               *map(str, COMMON), "--flush-every", "1", "--pairs-per-batch", "1"]
+        cmd = pin_fp32([EVOQ, "vote", "--model", str(model), "--pairs", str(pairs), "--out", str(out),
+                        *map(str, COMMON), "--flush-every", "1", "--pairs-per-batch", "1"])
         if MPIRUN and trial == 1:
             cmd = [MPIRUN, "-np", "2", "--oversubscribe", *cmd]
         target = len(finished) + pick.randint(1, 3)
@@ -204,8 +205,8 @@ def test_sigusr1_flushes_and_exits_75_then_rerun_completes(setup, tmp_path):
     reference = tmp_path / "reference.h5"
     vote(reference, model, pairs)
     out = tmp_path / "stopped.h5"
-    cmd = [EVOQ, "vote", "--model", str(model), "--pairs", str(pairs), "--out", str(out), *map(str, COMMON),
-           "--pairs-per-batch", "1", "--flush-every", "100", "--progress-every", "0"]
+    cmd = pin_fp32([EVOQ, "vote", "--model", str(model), "--pairs", str(pairs), "--out", str(out), *map(str, COMMON),
+                    "--pairs-per-batch", "1", "--flush-every", "100", "--progress-every", "0"])
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     seen = ""

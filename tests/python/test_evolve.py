@@ -53,7 +53,7 @@ def setup(tmp_path_factory):
         "threads = 1\ndevice = cpu\ndtype = fp32\nmax-new-tokens = 8\n"
         "[vote]\nsamples = 8\nflush-every = 1\n"
         "[train]\nsteps = 2\npairs-per-step = 2\nsamples = 4\ncheckpoint-every = 1\nmicro-batch = 2\n"
-        "lr = 1e-3\nbeta = 0.05\n")
+        "lr = 1e-3\nbeta = 0.05\nautocast = off\n")
     return d, model
 
 

@@ -12,7 +12,6 @@ The models use the real Qwen2-VL vocabulary size so the real tokenizer and chat 
 """
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -20,46 +19,19 @@ import pytest
 import torch
 from PIL import Image
 
-from train_testlib import INSTRUCT_CHAT_TEMPLATE, SPECIAL, TEXT  # the shared tiny config
+from parity_precision import pin_fp32
+from train_testlib import INSTRUCT_CHAT_TEMPLATE, SPECIAL, build_model, save_checkpoint  # the shared tiny model
 
 torch.set_num_threads(2)
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
-DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
-QWEN = os.path.join(DATA, "qwen2-vl-2b")
 PROMPT = "Which image is sharper? Answer with 0 or 1."
-
-
-def build_model(arch, seed=0):
-    import transformers as tf
-    torch.manual_seed(seed)
-    if arch == "qwen2_vl":
-        cfg = tf.Qwen2VLConfig(text_config=dict(TEXT), tie_word_embeddings=True, **SPECIAL,
-                               vision_config=dict(depth=2, embed_dim=32, num_heads=2, hidden_size=64, mlp_ratio=2))
-        model = tf.Qwen2VLForConditionalGeneration(cfg)
-    else:
-        cfg = tf.Qwen2_5_VLConfig(text_config=dict(TEXT), tie_word_embeddings=False, **SPECIAL,
-                                  vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48,
-                                                     out_hidden_size=64, fullatt_block_indexes=[1]))
-        model = tf.Qwen2_5_VLForConditionalGeneration(cfg)
-    with torch.no_grad():  # widen the tiny init so images and text both move the logits
-        for name, p in model.named_parameters():
-            p.normal_(0.0, 0.1)
-            if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
-                p.add_(1.0)
-    return model.eval()
 
 
 @pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
 def checkpoint(request, tmp_path_factory):
     d = str(tmp_path_factory.mktemp(request.param))
-    model = build_model(request.param)
-    model.save_pretrained(d)
-    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json"):
-        shutil.copy(os.path.join(QWEN, f), d)
-    prep = json.load(open(os.path.join(QWEN, "preprocessor_config.json")))
-    prep.update(min_pixels=56 * 56, max_pixels=112 * 112)
-    json.dump(prep, open(os.path.join(d, "preprocessor_config.json"), "w"))
-    json.dump({"do_sample": False, "eos_token_id": [151645, 151643]}, open(os.path.join(d, "generation_config.json"), "w"))
+    model = build_model(arch=request.param, tied=request.param == "qwen2_vl")
+    save_checkpoint(model, d, defaults={"do_sample": False, "eos_token_id": [151645, 151643]})
     rng = np.random.default_rng(3)
     images = []
     for i, (h, w) in enumerate([(56, 84), (84, 56)]):  # multiples of 28 inside the pixel budget: no resize
@@ -94,7 +66,7 @@ def run_evoq(d, images, *args):
     cmd = [EVOQ, "generate", "--model", d, "--prompt", PROMPT, "--json", "--threads", "2"]
     for p in images:
         cmd += ["--image", p]
-    res = subprocess.run(cmd + list(args), capture_output=True, text=True)
+    res = subprocess.run(pin_fp32(cmd + list(args)), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 

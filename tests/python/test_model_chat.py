@@ -3,7 +3,7 @@ feeding the model) vs transformers: the prompt built by hand from the documented
 tokenized by transformers' Qwen2 tokenizer (real Qwen2-VL-2B files), pixels from the slow (PIL)
 Qwen2VLImageProcessorPil, logits from a tiny random Qwen2.5-VL with the real 151936-token vocabulary."""
 import os
-import shutil
+import sys
 
 import numpy as np
 import torch
@@ -11,29 +11,19 @@ from PIL import Image
 
 import qwen_tiny as qt
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
+
 torch.set_num_threads(2)
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 
 
 def test_chat_prompt_with_two_images(tmp_path):
-    import transformers as tf
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    torch.manual_seed(0)
-    text = dict(qt.TEXT_ARGS, vocab_size=151936)
-    config = tf.Qwen2_5_VLConfig(text_config=text, tie_word_embeddings=True,
-                                 vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48,
-                                                    out_hidden_size=64, fullatt_block_indexes=[1]))
-    model = tf.Qwen2_5_VLForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(0.0, 0.1)
-            if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
-                p.add_(1.0)
-    model_dir = str(tmp_path / "m")
-    model.save_pretrained(model_dir)
-    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json"):
-        shutil.copy(os.path.join(DATA, "qwen2-vl-2b", f), model_dir)
+    model = tq.make_model(seed=0, widen_std=0.1)
+    model_dir = tq.save_checkpoint(model, str(tmp_path / "m"), tokenizer_dir=os.path.join(DATA, "qwen2-vl-2b"),
+                                   files=tq.TOKENIZER_FILES + ("chat_template.json", "preprocessor_config.json"))
 
     src = Image.open(os.path.join(DATA, "csiq-sample", "1600.BLUR.2.png")).convert("RGB")
     paths = []

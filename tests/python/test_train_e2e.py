@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import faultlib
+from parity_precision import pin_fp32
 import torch
 from safetensors.torch import load_file
 
@@ -192,7 +193,7 @@ def test_resume_after_kill_and_signal_equals_uninterrupted_and_learns(setup, tmp
     assert metrics(ref)[-1]["invalid_rate"] < metrics(ref)[0]["invalid_rate"]
 
     out = str(tmp_path / "killed")
-    cmd = [EVOQ, "train", "--model", mdir, "--labels", labels, "--out", out] + COMMON + args
+    cmd = pin_fp32([EVOQ, "train", "--model", mdir, "--labels", labels, "--out", out] + COMMON + args)
     ckpt = os.path.join(out, "checkpoints")
 
     def n_lines():

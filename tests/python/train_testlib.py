@@ -1,27 +1,29 @@
 """Shared pieces of the GRPO training tests: tiny random Qwen2.5-VL checkpoints built by transformers
-(real Qwen2-VL tokenizer, fixed seeds, nothing downloaded), small images, hand-made labels.h5 files
-(docs/FORMATS.md "labels.h5") and helpers to run `evoq train`."""
-import json
+(data_prep/tiny_qwen_vl.py; real Qwen2-VL tokenizer, fixed seeds, nothing downloaded), small images,
+hand-made labels.h5 files (docs/FORMATS.md "labels.h5") and helpers to run `evoq train`."""
 import math
 import os
-import shutil
 import subprocess
+import sys
 
 import numpy as np
 import torch
 from PIL import Image
+from parity_precision import pin_fp32  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data_prep"))
+import tiny_qwen_vl as tq  # noqa: E402
 
 EVOQ = os.environ.get("EVOQ_BIN", "build/bin/evoq")
 TESTTOOL = os.environ.get("EVOQ_TESTTOOL", os.path.join(os.path.dirname(EVOQ), "evoq-testtool"))  # test drivers
 DATA = os.environ.get("EVOQ_TEST_DATA", "tests/data")
 QWEN = os.path.join(DATA, "qwen2-vl-2b")
-VOCAB = 151936
+VOCAB = tq.VOCAB
 IM_END, ENDOFTEXT = 151645, 151643
-TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=VOCAB, rms_norm_eps=1e-6, max_position_embeddings=4096,
-            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
-SPECIAL = dict(image_token_id=151655, vision_start_token_id=151652, vision_end_token_id=151653,
-               video_token_id=151656)
+SPECIAL = tq.SPECIAL
+CHECKPOINT_FILES = tq.TOKENIZER_FILES + ("chat_template.json",)
+PIXELS = dict(min_pixels=56 * 56, max_pixels=112 * 112)  # the test images' sides are multiples of 28 inside
+SAMPLING = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": [IM_END, ENDOFTEXT]}
 INSTRUCT_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
@@ -33,33 +35,18 @@ INSTRUCT_CHAT_TEMPLATE = (
 )
 
 
-def build_model(seed=0, std=0.1):
-    import transformers as tf
-    torch.manual_seed(seed)
-    cfg = tf.Qwen2_5_VLConfig(text_config=dict(TEXT), tie_word_embeddings=False, **SPECIAL,
-                              vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48,
-                                                 out_hidden_size=64, fullatt_block_indexes=[1]))
-    model = tf.Qwen2_5_VLForConditionalGeneration(cfg)
-    with torch.no_grad():  # widen the tiny init so images and text both move the logits
-        for name, p in model.named_parameters():
-            p.normal_(0.0, std)
-            if p.dim() == 1 and ("norm" in name or "ln_q" in name) and name.endswith("weight"):
-                p.add_(1.0)
-    return model.eval()
+def build_model(seed=0, std=0.1, arch="qwen2_5_vl", tied=False):
+    """The tests' tiny model (real vocabulary, 4096 positions, 2 vision blocks), init widened with `std`."""
+    return tq.make_model(arch, seed=seed, tied=tied, max_position_embeddings=4096, widen_std=std)
 
 
-def save_checkpoint(model, d, generation=None):
-    os.makedirs(d, exist_ok=True)
-    model.save_pretrained(d)
-    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json"):
-        shutil.copy(os.path.join(QWEN, f), d)
-    prep = json.load(open(os.path.join(QWEN, "preprocessor_config.json")))
-    prep.update(min_pixels=56 * 56, max_pixels=112 * 112)
-    json.dump(prep, open(os.path.join(d, "preprocessor_config.json"), "w"))
-    gen = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "eos_token_id": [IM_END, ENDOFTEXT]}
+def save_checkpoint(model, d, generation=None, defaults=SAMPLING):
+    """The checkpoint directory: weights, tokenizer and chat template, the image processor with PIXELS and a
+    generation_config.json of `defaults` updated with `generation`."""
+    gen = dict(defaults)
     gen.update(generation or {})
-    json.dump(gen, open(os.path.join(d, "generation_config.json"), "w"))
-    return d
+    return tq.save_checkpoint(model, d, tokenizer_dir=QWEN, files=CHECKPOINT_FILES, preprocessor=PIXELS,
+                              generation=gen)
 
 
 def make_images(d, n, seed=3, sizes=((56, 56), (56, 84), (84, 56))):
@@ -139,6 +126,7 @@ def response_logprobs(model, prompt_ids, pix, grid, response, temperature=1.0):
 
 def run(args, check=True, timeout=1000, **kw):
     """Runs a command to its end; a hang (> timeout s) fails with the native stacks of the stuck process."""
+    args = pin_fp32(args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kw)
     try:

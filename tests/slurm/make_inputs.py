@@ -101,6 +101,7 @@ keep-checkpoints = 2
 lr = 1e-3
 seed = 3
 dtype = fp32
+autocast = off
 threads = 1
 
 [eval]

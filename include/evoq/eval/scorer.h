@@ -43,7 +43,7 @@ struct ScorerSettings {
   bool reasoning = false;            // the paper's reasoning suffix after c_score
   std::int64_t max_new_tokens = 256;
   std::uint64_t seed = 0;
-  std::string dtype = "fp32", device = "cpu";
+  std::string dtype = "auto", device = "cpu";
   int threads = 0;
   int local_rank = 0;                // binds "cuda" to the GPU of the node-local rank
   // Baselines ("" = the files shipped in data/).

@@ -37,7 +37,10 @@ struct VlmSession {
 // that a run records: resuming on another thread count or device is allowed (dtype is recorded by the
 // stages, since it changes results).
 struct RuntimeSettings {
-  std::string dtype = "fp32";   // fp32 | bf16 | fp16 | auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX)
+  // fp32 | bf16 | fp16 | auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, else fp32). Inference stages
+  // default to auto (bf16 votes agree with fp32 votes on 97.5 % of pairs, docs/BENCHMARKS.md); training keeps
+  // fp32 master weights (TrainSettings) and gets its bf16 through --autocast.
+  std::string dtype = "auto";
   std::string device = "cpu";   // cpu | cuda | cuda:N
   int threads = 0;              // torch intra-op threads, 0 = torch's default
   bool tf32 = true;             // CUDA: TF32 for fp32 matmuls and convolutions
@@ -47,6 +50,11 @@ struct RuntimeSettings {
   torch::Device torch_device(int local_rank = 0) const;
   // The dtype ("auto" resolved for `device`).
   torch::Dtype torch_dtype(const torch::Device& device) const;
+  // Its name, "fp32" | "bf16" | "fp16": what stages record (a run with "auto" records what it ran in).
+  // From the settings alone (no device is opened: a fingerprint must not need the GPU).
+  std::string dtype_name() const;
+  // --device names CUDA ("cuda", "cuda:N").
+  bool on_cuda() const { return device.rfind("cuda", 0) == 0; }
   // Sets the thread count and, on CUDA, the TF32 switches; throws UsageError on bad values.
   void apply(const torch::Device& device) const;
   // "cpu fp32, 2 threads" (the line a stage prints at start).

@@ -54,7 +54,9 @@ struct TrainSettings {
   double adv_epsilon = 1e-6;
   bool std_division = true;
   int ppo_epochs = 1;
-  std::string autocast = "off";        // off | bf16
+  // off | bf16 | auto (bf16 when the weights are fp32 and the device computes bf16 natively: CUDA, or a CPU
+  // with AVX512-BF16/AMX; else off). Recorded resolved.
+  std::string autocast = "auto";
   std::uint64_t seed = 0;
   // Rollouts.
   bool reasoning = true;
@@ -69,7 +71,7 @@ struct TrainSettings {
   int keep_checkpoints = 2;
   std::int64_t rollouts_every = 1;
   int zero_signal_steps = 5;           // warn after this many consecutive steps with most groups silent
-  gen::RuntimeSettings runtime;
+  gen::RuntimeSettings runtime{.dtype = "fp32"};  // fp32 master weights; bf16 compute via autocast
   // --dry-run: print the memory estimate and exit.
   bool dry_run = false;
   std::optional<int> dry_run_ranks;

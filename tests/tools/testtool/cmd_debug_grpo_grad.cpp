@@ -35,7 +35,7 @@ void add_options(po::options_description& o, po::positional_options_description&
   o.add_options()("in", po::value<std::string>(), "input JSON")("out", po::value<std::string>(), "output folder")(
       "activation-checkpointing", "recompute decoder layers and vision blocks in backward")(
       "autocast", po::value<std::string>()->default_value("off"), "off | bf16 (forwards under bf16 autocast)");
-  evoq::apps::add_runtime_options(o);
+  evoq::apps::add_runtime_options(o, gen::RuntimeSettings{.dtype = "fp32"});  // the oracle is fp32
 }
 
 int run(const po::variables_map& vm) {
