@@ -27,8 +27,10 @@ def log_softmax(x):
 def make_model(qk_scale=4.0, seed=5):
     import transformers as tf
     torch.manual_seed(seed)
-    text = dict(qt.TEXT_ARGS, hidden_size=2 * HEAD_DIM, num_attention_heads=2, num_key_value_heads=1,
-                intermediate_size=256, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
+    # qwen_tiny's former TEXT_ARGS (2 layers, the 1000-token vocabulary) with the real head_dim.
+    text = dict(hidden_size=2 * HEAD_DIM, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=256, vocab_size=qt.VOCAB, rms_norm_eps=1e-6,
+                rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
     config = tf.Qwen2_5_VLConfig(text_config=text, tie_word_embeddings=True, **qt.SPECIAL,
                                  vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=48,
                                                     out_hidden_size=2 * HEAD_DIM, fullatt_block_indexes=[1]))
