@@ -1,6 +1,9 @@
 #include "evoq/cli/cli.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdint>
 #include <fstream>
 #include <iomanip>
@@ -145,6 +148,21 @@ std::string require_string(const po::variables_map& vm, const std::string& name)
 
 namespace {
 
+// One write(2) per line: under mpirun every rank's stderr goes to one pipe, and a line written in pieces
+// interleaves with another rank's (writes up to PIPE_BUF bytes are atomic).
+void write_error_line(std::string line) {
+  line += '\n';
+  std::fflush(stderr);
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(2, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= std::size_t(n);
+  }
+}
+
 void print_overview(std::ostream& os) {
   os << "evoq — self-evolving image-quality assessment for Qwen2-VL / Qwen2.5-VL (EvoQuality)\n\n"
      << "usage: evoq <command> [options]      evoq <command> --help\n\ncommands:\n";
@@ -224,13 +242,13 @@ int main(int argc, char** argv) {
     if (!parse(*it, argc - 1, argv + 1, vm, std::cout)) return 0;
     return it->run(vm);
   } catch (const UsageError& e) {
-    std::cerr << "evoq " << name << ": " << e.what() << " (see 'evoq " << name << " --help')\n";
+    write_error_line("evoq " + name + ": " + e.what() + " (see 'evoq " + name + " --help')");
     return 2;
   } catch (const Error& e) {
-    std::cerr << "evoq " << name << ": error: " << e.what() << "\n";
+    write_error_line("evoq " + name + ": error: " + e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "evoq " << name << ": internal error: " << e.what() << "\n";
+    write_error_line("evoq " + name + ": internal error: " + e.what());
     return 1;
   }
 }
