@@ -4,20 +4,15 @@
 // --image/--prompt (chat template, images first). --continue IDS additionally feeds those tokens through
 // the cached decoder (--copies K sequences sharing the prompt's KV) and writes [1 + steps, vocab]:
 // the prefill's last logits, then each decode step's logits of sequence 0.
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <sstream>
 
 #include <sys/resource.h>
-#include <thread>
 
 #include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
 #include "evoq/io/npy.h"
-#include "evoq/io/safetensors.h"
-#include "evoq/model/forward_inputs.h"
-#include "evoq/model/weights.h"
+#include "evoq/model/forward_run.h"
 
 namespace {
 
@@ -44,67 +39,27 @@ void write_logits(const std::string& path, const torch::Tensor& logits) {
 }
 
 int run(const po::variables_map& vm) {
-  if (vm["threads"].as<int>() > 0) torch::set_num_threads(vm["threads"].as<int>());
-  const auto dtype = model::parse_torch_dtype(vm["dtype"].as<std::string>());
-  const auto device = model::parse_torch_device(vm["device"].as<std::string>());
-  const std::string dir = cli::require_string(vm, "model");
+  model::ForwardSettings s;
+  s.model_dir = cli::require_string(vm, "model");
   const std::string out = cli::require_string(vm, "out");
-  auto net = model::load_model(dir, dtype, device);
-
-  model::Inputs inputs;
-  if (vm.count("inputs")) {
-    inputs = model::read_forward_inputs(vm["inputs"].as<std::string>());
-  } else {
-    std::vector<std::string> images;
-    if (vm.count("image")) images = vm["image"].as<std::vector<std::string>>();
-    if (!vm.count("prompt")) throw UsageError("give --inputs FILE or --prompt TEXT (with --image)");
-    inputs = model::chat_forward_inputs(dir, net->config(), images, vm["prompt"].as<std::string>());
-  }
-
-  torch::NoGradGuard no_grad;
-  if (vm.count("continue")) {
-    const auto ids = parse_ids(vm["continue"].as<std::string>());
-    const int64_t copies = vm["copies"].as<int>();
-    if (copies < 1) throw UsageError("--copies must be at least 1");
-    auto prefill = net->prefill(inputs);
-    std::vector<torch::Tensor> rows = {prefill.last_logits};
-    model::DecodeBatch batch({{prefill.cache, copies}}, static_cast<int64_t>(ids.size()));
-    for (size_t s = 0; s < ids.size(); ++s) {
-      auto tokens = torch::full({batch.size()}, ids[s], torch::kInt64);
-      auto logits = net->decode_step(batch, tokens);
-      rows.push_back(logits[0]);
-      // Every copy continues the same prompt with the same tokens, so each row must agree.
-      EVOQ_CHECK(torch::allclose(logits, logits[0].expand_as(logits), 1e-4, 1e-4),
-                 "internal error: decode copies disagree");
-      if (batch.size() > 1 && s % 2 == 1) {  // exercise compaction: drop the first copy
-        std::vector<int64_t> keep;
-        for (int64_t r = 1; r < batch.size(); ++r) keep.push_back(r);
-        batch.keep(keep);
-      }
-    }
-    write_logits(out, torch::stack(rows));
-    return 0;
-  }
-  const bool all = vm["all-positions"].as<bool>();
-  const int repeat = vm["repeat"].as<int>();
-  if (repeat > 0) {  // benchmark: time the prefill (vision + decoder + last logits) after one warm-up
-    net->prefill(inputs);
-    std::vector<double> ms;
-    for (int i = 0; i < repeat; ++i) {
-      if (device.is_cuda()) torch::cuda::synchronize();
-      auto start = std::chrono::steady_clock::now();
-      net->prefill(inputs);
-      if (device.is_cuda()) torch::cuda::synchronize();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-    }
-    std::sort(ms.begin(), ms.end());
+  if (vm.count("inputs")) s.inputs_path = vm["inputs"].as<std::string>();
+  if (vm.count("image")) s.images = vm["image"].as<std::vector<std::string>>();
+  if (vm.count("prompt")) s.prompt = vm["prompt"].as<std::string>();
+  if (vm.count("continue")) s.continue_ids = parse_ids(vm["continue"].as<std::string>());
+  s.all_positions = vm["all-positions"].as<bool>();
+  s.copies = vm["copies"].as<int>();
+  s.timed_prefills = vm["repeat"].as<int>();
+  s.dtype = vm["dtype"].as<std::string>();
+  s.device = vm["device"].as<std::string>();
+  s.threads = vm["threads"].as<int>();
+  const auto result = model::run_forward(s);
+  if (s.timed_prefills > 0 && s.continue_ids.empty()) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    std::printf("prefill_ms_median %.2f tokens %lld peak_rss_mib %.0f\n", ms[ms.size() / 2],
-                (long long)inputs.input_ids.size(1), usage.ru_maxrss / 1024.0);
+    std::printf("prefill_ms_median %.2f tokens %lld peak_rss_mib %.0f\n", result.prefill_ms_median,
+                static_cast<long long>(result.prompt_tokens), usage.ru_maxrss / 1024.0);
   }
-  auto logits = net->forward(inputs, all ? model::LogitsOf::All : model::LogitsOf::Last);
-  write_logits(out, logits.size(0) == 1 ? logits[0] : logits);
+  write_logits(out, result.logits);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include "evoq/gen/engine.h"
 #include "evoq/gen/model_decoder.h"
 #include "evoq/model/config.h"
+#include "tiny_model_config.h"
 
 using namespace evoq;
 using namespace evoq::gen;
@@ -13,17 +14,7 @@ using namespace evoq::gen;
 namespace {
 
 std::shared_ptr<model::QwenVL> tiny_model() {
-  nlohmann::json j = {
-      {"model_type", "qwen2_5_vl"},
-      {"image_token_id", 95},
-      {"text_config",
-       {{"hidden_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-        {"intermediate_size", 48}, {"vocab_size", 100}, {"rms_norm_eps", 1e-6},
-        {"rope_parameters", {{"mrope_section", {1, 1, 2}}, {"rope_theta", 10000.0}}}}},
-      {"vision_config",
-       {{"depth", 2}, {"hidden_size", 16}, {"num_heads", 2}, {"intermediate_size", 24}, {"out_hidden_size", 32},
-        {"fullatt_block_indexes", {1}}}}};
-  auto config = model::parse_config(j, "tiny");
+  auto config = evoq::testing::tiny_model_config("qwen2_5_vl");
   auto net = std::make_shared<model::QwenVL>(config, torch::TensorOptions().dtype(torch::kFloat64));
   torch::manual_seed(3);
   torch::NoGradGuard g;

@@ -13,6 +13,7 @@
 #include "evoq/model/qwen_vl.h"
 #include "evoq/model/weights.h"
 #include "evoq/model/window_index.h"
+#include "tiny_model_config.h"
 
 using namespace evoq::model;
 using nlohmann::json;
@@ -113,19 +114,7 @@ TEST(WindowIndex, PartialWindowsInRowMajorWindowOrder) {
 }
 
 namespace {
-ModelConfig tiny_config(const std::string& type) {
-  json j = {{"model_type", type},
-            {"image_token_id", 95},
-            {"text_config",
-             {{"hidden_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-              {"intermediate_size", 48}, {"vocab_size", 100}, {"rms_norm_eps", 1e-6},
-              {"rope_parameters", {{"mrope_section", {1, 1, 2}}, {"rope_theta", 10000.0}}}}},
-            {"vision_config",
-             {{"depth", 2}, {"hidden_size", 32}, {"embed_dim", 16}, {"num_heads", 2}, {"mlp_ratio", 2},
-              {"intermediate_size", 24}, {"out_hidden_size", 32}, {"fullatt_block_indexes", {1}}}}};
-  if (type == "qwen2_5_vl") j["vision_config"]["hidden_size"] = 16;
-  return parse_config(j, "tiny");
-}
+ModelConfig tiny_config(const std::string& type) { return evoq::testing::tiny_model_config(type); }
 }  // namespace
 
 class SharedPrefixDecode : public ::testing::TestWithParam<std::string> {};

@@ -11,6 +11,7 @@
 #include "evoq/train/trainable_scope.h"
 #include "evoq/model/config.h"
 #include "evoq/model/qwen_vl.h"
+#include "tiny_model_config.h"
 
 using namespace evoq;
 namespace fs = std::filesystem;
@@ -32,20 +33,7 @@ model::ModelConfig qwen25_7b() {
   return model::parse_config(j, "qwen2.5-vl-7b");
 }
 
-model::ModelConfig tiny(const std::string& type, bool tied) {
-  nlohmann::json j = {{"model_type", type},
-                      {"image_token_id", 95},
-                      {"tie_word_embeddings", tied},
-                      {"text_config",
-                       {{"hidden_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                        {"num_key_value_heads", 2}, {"intermediate_size", 48}, {"vocab_size", 100},
-                        {"rope_parameters", {{"mrope_section", {1, 1, 2}}, {"rope_theta", 10000.0}}}}},
-                      {"vision_config",
-                       {{"depth", 2}, {"hidden_size", type == "qwen2_vl" ? 32 : 16}, {"embed_dim", 16},
-                        {"num_heads", 2}, {"mlp_ratio", 2}, {"intermediate_size", 24}, {"out_hidden_size", 32},
-                        {"fullatt_block_indexes", {1}}}}};
-  return model::parse_config(j, "tiny");
-}
+model::ModelConfig tiny(const std::string& type, bool tied) { return evoq::testing::tiny_model_config(type, tied); }
 
 int64_t meta_numel(const model::ModelConfig& c, const std::string& prefix) {
   model::QwenVL m(c, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kMeta));
