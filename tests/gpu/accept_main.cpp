@@ -176,18 +176,31 @@ int run(int argc, char** argv) {
   for (const auto& p : ctx.model->parameters()) params += p.numel();
   result["parameters"] = params;
 
+  // A stage that throws is recorded as {"error": ...} and the next one still runs; result.json is
+  // rewritten after every stage, so a crash keeps what the stages before it measured (a GPU run is
+  // rare and short: one failure must not cost the other figures).
+  const auto result_path = std::filesystem::path(ctx.out_dir) / "result.json";
+  const auto save = [&] { std::ofstream(result_path) << result.dump(2) << "\n"; };
+  save();
+  bool failed = false;
   for (const auto& stage : stages) {
     std::fprintf(stderr, "evoq_accept: %s (%s, %s)\n", stage.c_str(), ctx.device.str().c_str(), o.str("dtype").c_str());
     t0 = std::chrono::steady_clock::now();
-    if (stage == "parity") result[stage] = run_parity(ctx);
-    if (stage == "prefill") result[stage] = run_prefill(ctx);
-    if (stage == "decode") result[stage] = run_decode(ctx);
-    if (stage == "grpo") result[stage] = run_grpo(ctx);
-    if (stage == "nccl") result[stage] = run_nccl(ctx);
+    try {
+      if (stage == "parity") result[stage] = run_parity(ctx);
+      if (stage == "prefill") result[stage] = run_prefill(ctx);
+      if (stage == "decode") result[stage] = run_decode(ctx);
+      if (stage == "grpo") result[stage] = run_grpo(ctx);
+      if (stage == "nccl") result[stage] = run_nccl(ctx);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "evoq_accept: stage %s failed: %s\n", stage.c_str(), e.what());
+      result[stage] = nlohmann::json{{"error", std::string(e.what()).substr(0, 2000)}};
+      failed = true;
+    }
     result[stage]["stage_seconds"] = seconds_since(t0);
+    save();
   }
-  std::ofstream(std::filesystem::path(ctx.out_dir) / "result.json") << result.dump(2) << "\n";
-  return 0;
+  return failed ? 1 : 0;
 }
 
 }  // namespace

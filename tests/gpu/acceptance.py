@@ -124,6 +124,16 @@ def hf_references(model, inputs, args, device):
         ref["fp32"] = model(**hf_kwargs(model, full, inputs, device)).logits[0].float().cpu().numpy()
         model.to(torch.bfloat16)
         ref["bf16"] = model(**hf_kwargs(model, full, inputs, device)).logits[0].float().cpu().numpy()
+    try:
+        hf_timings(model, inputs, args, device, ref)
+    except Exception as e:  # noqa: BLE001 -- the parity references above are still worth reporting
+        ref["timing_error"] = f"{type(e).__name__}: {e}"
+        log("transformers timings failed:", ref["timing_error"])
+    return ref
+
+
+def hf_timings(model, inputs, args, device, ref):
+    """transformers' prefill latency and generate throughput (bf16), into ref."""
     if "prefill" in args.stages:
         kw = hf_kwargs(model, inputs["input_ids"], inputs, device)
         if "logits_to_keep" in inspect.signature(model.forward).parameters:
@@ -160,7 +170,6 @@ def hf_references(model, inputs, args, device):
             tokens = int((seq.shape[1] - kw["input_ids"].shape[1]) * seq.shape[0])
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
             ref["decode"][k] = dict(seconds=seconds, tokens=tokens, tokens_per_second=tokens / seconds, peak_gib=peak)
-    return ref
 
 
 def run_tool(args, model_dir, inputs_path, out_dir, dtype, stages, extra=()):
@@ -170,14 +179,34 @@ def run_tool(args, model_dir, inputs_path, out_dir, dtype, stages, extra=()):
            *extra]
     log(" ".join(cmd))
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.tool_timeout)
+    except subprocess.TimeoutExpired as e:  # a hang (a collective, say) must not cost the whole report
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        res = subprocess.CompletedProcess(cmd, -9, "", err + f"\nkilled after --tool-timeout {args.tool_timeout} s")
     sys.stderr.write(res.stderr)
+    # The tool rewrites result.json after each stage: a failed stage (or a crash) keeps the others.
+    path = os.path.join(out_dir, "result.json")
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            out = json.load(f)
     if res.returncode != 0:
-        raise SystemExit(f"evoq_accept failed ({res.returncode}): {res.stderr.strip().splitlines()[-1:]}")
-    with open(os.path.join(out_dir, "result.json")) as f:
-        out = json.load(f)
+        last = res.stderr.strip().splitlines()[-1:] or [""]
+        out["error"] = f"evoq_accept exited with {res.returncode}: {last[0]}"
+        log(out["error"])
     out["process_seconds"] = time.perf_counter() - t0
     return out
+
+
+def stage_result(results, dtype, stage):
+    """The tool's result of one stage, or an exception that says why there is none."""
+    run = results.get(dtype, {})
+    if stage not in run:
+        raise RuntimeError(run.get("error", f"evoq_accept ({dtype}) did not run stage {stage}"))
+    if "error" in run[stage]:
+        raise RuntimeError(f"evoq_accept ({dtype}) {stage}: {run[stage]['error']}")
+    return run[stage]
 
 
 def distance(ours, ref):
@@ -186,12 +215,12 @@ def distance(ours, ref):
                 top1_agreement=float((ours.argmax(-1) == ref.argmax(-1)).mean()))
 
 
-def parity_report(tool_result, ref, L, dtype, fp32_tol):
+def parity_report(parity, ref, L, dtype, fp32_tol):
     from safetensors.numpy import load_file
-    got = load_file(tool_result["parity"]["logits_file"])
+    got = load_file(parity["logits_file"])
     C = got["decode"].shape[0] - 1
     parts = {"forward": (got["forward"], slice(0, L)), "decode": (got["decode"], slice(L - 1, L + C))}
-    rep = {"copies_max_diff": tool_result["parity"]["copies_max_diff"], "decode_steps": C}
+    rep = {"copies_max_diff": parity["copies_max_diff"], "decode_steps": C}
     ok = True
     for name, (ours, rows) in parts.items():
         r = distance(ours, ref["fp32"][rows])
@@ -226,6 +255,7 @@ def main():
     ap.add_argument("--continuation", type=int, default=6, help="teacher-forced decode steps of the parity stage")
     ap.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0 = default)")
     ap.add_argument("--stages", default="parity,prefill,decode,grpo,nccl")
+    ap.add_argument("--tool-timeout", type=float, default=900, help="seconds each evoq_accept process may run")
     ap.add_argument("--workdir", default="gpu_acceptance_work")
     ap.add_argument("--out", default="gpu_acceptance.json")
     ap.add_argument("--build-json", help="the build stage's record (scripts/gpu_acceptance.sh writes it)")
@@ -290,40 +320,74 @@ def main():
                                    bf16_stages)
         report["timings"]["evoq_bf16_s"] = results["bf16"]["process_seconds"]
 
-    if "parity" in args.stages:
-        report["parity"] = {dt: parity_report(results[dt], ref, L, dt, size["fp32_tol"]) for dt in ("fp32", "bf16")}
-        passes += [report["parity"][dt]["pass"] for dt in ("fp32", "bf16")]
-    if "prefill" in args.stages:
-        ours = results["bf16"]["prefill"]
-        report["prefill"] = {"dtype": "bf16", "tokens": ours["tokens"], "evoq_ms": ours["median_ms"],
-                             "transformers_ms": ref["prefill_ms"], "speedup": ref["prefill_ms"] / ours["median_ms"],
-                             "evoq_peak_gib": ours["peak_gib"]}
-    if "decode" in args.stages:
+    def section(name, build):
+        """One report section; an exception becomes {"error", "pass": false} and the others still run."""
+        try:
+            report[name] = build()
+        except Exception as e:  # noqa: BLE001
+            report[name] = {"error": f"{type(e).__name__}: {e}", "pass": False}
+            log(f"{name}: {report[name]['error']}")
+        if "pass" in report[name]:
+            passes.append(bool(report[name]["pass"]))
+
+    def parity():
+        rep = {}
+        for dt in ("fp32", "bf16"):
+            try:
+                rep[dt] = parity_report(stage_result(results, dt, "parity"), ref, L, dt, size["fp32_tol"])
+            except Exception as e:  # noqa: BLE001
+                rep[dt] = {"error": f"{type(e).__name__}: {e}", "pass": False}
+        rep["pass"] = all(rep[dt]["pass"] for dt in ("fp32", "bf16"))
+        return rep
+
+    def prefill():
+        ours = stage_result(results, "bf16", "prefill")
+        if "prefill_ms" not in ref:
+            raise RuntimeError(ref.get("timing_error", "no transformers prefill time"))
+        return {"dtype": "bf16", "tokens": ours["tokens"], "evoq_ms": ours["median_ms"],
+                "transformers_ms": ref["prefill_ms"], "speedup": ref["prefill_ms"] / ours["median_ms"],
+                "evoq_peak_gib": ours["peak_gib"]}
+
+    def decode():
         rows = []
-        for run in results["bf16"]["decode"]["runs"]:
-            hf = ref["decode"][run["k"]]
-            rows.append({"k": run["k"], "new_tokens": run["new_tokens"], "evoq_tok_s": run["tokens_per_second"],
-                         "transformers_tok_s": hf["tokens_per_second"],
-                         "speedup": run["tokens_per_second"] / hf["tokens_per_second"],
-                         "evoq_seconds": run["seconds"], "evoq_prefill_s": run["prefill_seconds"],
-                         "evoq_decode_s": run["decode_seconds"], "transformers_seconds": hf["seconds"],
-                         "evoq_peak_gib": run["peak_gib"], "transformers_peak_gib": hf["peak_gib"]})
-        report["decode"] = {"dtype": "bf16", "runs": rows}
-    if "grpo" in args.stages:
-        g = dict(results["fp32"]["grpo"])
+        for run in stage_result(results, "bf16", "decode")["runs"]:
+            hf = ref.get("decode", {}).get(run["k"])
+            row = {"k": run["k"], "new_tokens": run["new_tokens"], "evoq_tok_s": run["tokens_per_second"],
+                   "evoq_seconds": run["seconds"], "evoq_prefill_s": run["prefill_seconds"],
+                   "evoq_decode_s": run["decode_seconds"], "evoq_peak_gib": run["peak_gib"]}
+            if hf:
+                row.update({"transformers_tok_s": hf["tokens_per_second"],
+                            "speedup": run["tokens_per_second"] / hf["tokens_per_second"],
+                            "transformers_seconds": hf["seconds"], "transformers_peak_gib": hf["peak_gib"]})
+            rows.append(row)
+        rep = {"dtype": "bf16", "runs": rows}
+        if "timing_error" in ref:
+            rep["transformers_error"] = ref["timing_error"]
+        return rep
+
+    def grpo():
+        g = dict(stage_result(results, "fp32", "grpo"))
         g["tolerance_rel"] = GRPO_TOL[g["autocast"]]
         opt = g["optimizer"]
         g["optimizer"]["grad_norm_rel_diff"] = abs(opt["grad_norm"] - opt["grad_norm_expected"]) / max(
             opt["grad_norm_expected"], 1e-30)
         g["pass"] = bool(g["grad_rel_diff"] <= g["tolerance_rel"] and g["grad_norm"] > 0 and opt["applied"]
                          and opt["grad_norm_rel_diff"] <= 1e-4 and opt["max_param_change"] > 0)
-        report["grpo"] = g
-        passes.append(g["pass"])
-    if "nccl" in args.stages:
-        report["nccl"] = results["bf16"]["nccl"]
-        if "skipped" not in report["nccl"]:
-            passes.append(bool(report["nccl"]["pass"]))
-    report["evoq"] = {dt: {k: v for k, v in r.items() if k in ("load_seconds", "parameters", "torch_threads")}
+        return g
+
+    def nccl():
+        rep = dict(stage_result(results, "bf16", "nccl"))
+        if "skipped" in rep:
+            rep.pop("pass", None)  # a skipped stage neither passes nor fails
+        else:
+            rep["pass"] = bool(rep["pass"])
+        return rep
+
+    for name, build in (("parity", parity), ("prefill", prefill), ("decode", decode), ("grpo", grpo),
+                        ("nccl", nccl)):
+        if name in args.stages:
+            section(name, build)
+    report["evoq"] = {dt: {k: v for k, v in r.items() if k in ("load_seconds", "parameters", "torch_threads", "error")}
                       for dt, r in results.items()}
     report["timings"]["total_s"] = time.perf_counter() - t_start
     report["pass"] = bool(passes) and all(passes)
