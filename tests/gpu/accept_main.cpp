@@ -152,6 +152,9 @@ int run(int argc, char** argv) {
   }
   if (o.integer("threads") > 0) torch::set_num_threads(o.integer("threads"));
   ctx.device = model::parse_torch_device(o.str("device"));
+  // "cuda" means the first visible GPU: the allocator's statistics (peak_gib) need an index, and
+  // c10::DeviceIndex -1 would print as a raw 0xFF byte in its error message.
+  if (ctx.device.is_cuda() && !ctx.device.has_index()) ctx.device = torch::Device(torch::kCUDA, 0);
   ctx.dtype = model::parse_torch_dtype(o.str("dtype"));
   const bool tf32 = o.integer("tf32") != 0;
   // fp32 parity needs true fp32 matmuls: TF32 off unless asked (LibTorch's default is off as well).
@@ -180,7 +183,10 @@ int run(int argc, char** argv) {
   // rewritten after every stage, so a crash keeps what the stages before it measured (a GPU run is
   // rare and short: one failure must not cost the other figures).
   const auto result_path = std::filesystem::path(ctx.out_dir) / "result.json";
-  const auto save = [&] { std::ofstream(result_path) << result.dump(2) << "\n"; };
+  // replace: an exception message with bytes that are not UTF-8 must not make the dump itself throw
+  const auto save = [&] {
+    std::ofstream(result_path) << result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  };
   save();
   bool failed = false;
   for (const auto& stage : stages) {

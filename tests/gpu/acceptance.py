@@ -180,7 +180,7 @@ def run_tool(args, model_dir, inputs_path, out_dir, dtype, stages, extra=()):
     log(" ".join(cmd))
     t0 = time.perf_counter()
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.tool_timeout)
+        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=args.tool_timeout)
     except subprocess.TimeoutExpired as e:  # a hang (a collective, say) must not cost the whole report
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         res = subprocess.CompletedProcess(cmd, -9, "", err + f"\nkilled after --tool-timeout {args.tool_timeout} s")
