@@ -44,6 +44,8 @@ double seconds_since(std::chrono::steady_clock::time_point start);
 // Peak bytes allocated on a CUDA device since the last reset (0 on the CPU), and the reset.
 double peak_gib(const torch::Device& device);
 void reset_peak(const torch::Device& device);
+// Bytes allocated on a CUDA device now (0 on the CPU): the baseline a peak is measured above.
+double allocated_gib(const torch::Device& device);
 
 // Stages (one file each).
 nlohmann::json run_parity(Context& ctx);   // logits of the full forward and of prefill + cached decode

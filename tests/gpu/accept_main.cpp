@@ -79,6 +79,16 @@ double peak_gib(const torch::Device& device) {
   return 0.0;
 }
 
+double allocated_gib(const torch::Device& device) {
+#ifdef EVOQ_ACCEPT_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return double(stats.allocated_bytes[0].current) / double(1ull << 30);
+  }
+#endif
+  return 0.0;
+}
+
 void reset_peak(const torch::Device& device) {
 #ifdef EVOQ_ACCEPT_CUDA
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());

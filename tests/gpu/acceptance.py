@@ -45,15 +45,18 @@ SIZES = {
                          vocab_size=152064, max_position_embeddings=128000, mrope=[16, 24, 24]),
                vision=dict(hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584),
                special=QWEN_SPECIAL, grids=[(1, 32, 32), (1, 32, 32)],  # two 448x448 images
-               init_std=None, text_tokens=(40, 60), layers=4, vision_layers=4, fp32_tol=5e-3),
+               init_std=None, text_tokens=(40, 60), layers=4, vision_layers=4, fp32_tol=1e-3),
     "tiny": dict(text=dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
                            vocab_size=1000, max_position_embeddings=4096, mrope=[2, 3, 3]),
                  vision=dict(hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
                  special=TINY_SPECIAL, grids=[(1, 6, 8), (1, 10, 14)],  # partial and full windows
                  init_std=0.1, text_tokens=(5, 7), layers=2, vision_layers=3, fp32_tol=1e-4),
 }
+# Calibrated by the first H200 run (docs/BENCHMARKS.md "GPU acceptance"), about 5x above what it measured:
+# fp32 max |logit diff| 5.1e-5 (4 layers) and 1.9e-4 (28 layers); evoq's bf16 error 0.81-1.00x
+# transformers' own; checkpointing gradient gap 9.5e-4 under bf16 autocast.
 BF16_FACTOR = 1.5      # evoq bf16 error vs fp32 oracle <= this x transformers bf16 error (+ a floor)
-GRPO_TOL = {"off": 1e-4, "bf16": 1e-2}  # relative L2 gap of the gradients, checkpointing on vs off
+GRPO_TOL = {"off": 1e-4, "bf16": 5e-3}  # relative L2 gap of the gradients, checkpointing on vs off
 
 
 def log(*args):

@@ -29,7 +29,9 @@ std::vector<std::vector<int32_t>> make_responses(int samples, int length, int64_
 }
 
 struct Backward {
-  double seconds = 0.0, peak_gib = 0.0, loss = 0.0;
+  double seconds = 0.0, loss = 0.0;
+  double baseline_gib = 0.0;  // allocated when the pass starts (weights, gradients, saved copies)
+  double peak_gib = 0.0;      // the pass's high-water mark; peak - baseline is what the pass itself needs
 };
 
 // The gradient of a trainable parameter (zeros where none flowed).
@@ -43,6 +45,7 @@ Backward backward(Context& ctx, const std::vector<std::pair<std::string, torch::
   model::set_activation_checkpointing(checkpointing);
   synchronize(ctx.device);
   reset_peak(ctx.device);
+  const double baseline = allocated_gib(ctx.device);
   const auto start = Clock::now();
   const auto sums = train::accumulate_grpo_gradients(*ctx.model, seqs, advantages, {}, logp_ref, config, normaliser,
                                                    int(seqs.size()), autocast);
@@ -50,6 +53,7 @@ Backward backward(Context& ctx, const std::vector<std::pair<std::string, torch::
   Backward out;
   out.seconds = seconds_since(start);
   out.peak_gib = peak_gib(ctx.device);
+  out.baseline_gib = baseline;
   out.loss = sums.loss;
   model::set_activation_checkpointing(false);
   return out;  // the gradients stay in .grad
@@ -123,6 +127,10 @@ nlohmann::json run_grpo(Context& ctx) {
   out["seconds_checkpointed"] = checkpointed.seconds;
   out["peak_gib_plain"] = plain.peak_gib;
   out["peak_gib_checkpointed"] = checkpointed.peak_gib;
+  // What each backward pass needs above what was allocated when it started (the checkpointed pass
+  // starts with the plain pass's gradients copied aside, so its raw peak is higher by their size).
+  out["pass_gib_plain"] = plain.peak_gib - plain.baseline_gib;
+  out["pass_gib_checkpointed"] = checkpointed.peak_gib - checkpointed.baseline_gib;
 
   // One optimizer update on the checkpointed gradients (still in .grad), through the device's
   // communicator: NCCL (1 rank) on CUDA when this build has it.
