@@ -26,15 +26,19 @@ std::atomic<int64_t> g_skinny_rows{kSkinnyRows};
 // 2.3 s -> 8.2 s with it, docs/BENCHMARKS.md), so narrow projections keep torch's linear.
 constexpr int64_t kSkinnyMinInFeatures = 256;
 
-// Only for weights at least as tall as wide: with more inputs than outputs (the MLP's down projection,
-// 896 x 4864) the weight-left product took 2.1x torch's time at 4 rows (docs/BENCHMARKS.md).
-bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in, int64_t out) {
-  return x.device().is_cpu() && rows >= 2 && rows <= skinny_rows() && in >= kSkinnyMinInFeatures && out >= in;
-}
-
 bool autocast_on(const torch::Tensor& x) {
   return at::autocast::is_autocast_enabled(x.device().type());
 }
+
+// Only for weights at least as tall as wide: with more inputs than outputs (the MLP's down projection,
+// 896 x 4864) the weight-left product took 2.1x torch's time at 4 rows (docs/BENCHMARKS.md).
+// Only in fp32 (MKL's sgemm, whose weight repacking it avoids): bf16 goes to oneDNN, where it made the
+// small config's decode 30-43 % slower at 8-16 rows and was no faster at 32 (BENCHMARKS, issue 19 section 4).
+bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in, int64_t out) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && !autocast_on(x) && rows >= 2 &&
+         rows <= skinny_rows() && in >= kSkinnyMinInFeatures && out >= in;
+}
+
 }  // namespace
 
 void set_skinny_rows(int64_t rows) { g_skinny_rows.store(rows, std::memory_order_relaxed); }

@@ -7,10 +7,11 @@
 
 namespace evoq::model {
 
-// x [..., in] -> x W^T + b [..., out]. On CPU with few rows (the decode step of K samples), MKL's sgemm
-// repacks the whole weight on every call when the weight is the right-hand operand; (W x^T)^T puts it
-// on the left and measured 20-35% faster for 8-32 rows (docs/BENCHMARKS.md, "skinny projections").
-// Same values up to summation order; other shapes and devices call torch's linear.
+// x [..., in] -> x W^T + b [..., out]. On CPU in fp32 with few rows (the decode step of K samples), MKL's
+// sgemm repacks the whole weight on every call when the weight is the right-hand operand; (W x^T)^T puts
+// it on the left and measured 20-35% faster for 8-32 rows (docs/BENCHMARKS.md, "skinny projections").
+// Same values up to summation order; other shapes, dtypes (bf16 runs through oneDNN) and devices call
+// torch's linear.
 inline constexpr int64_t kSkinnyRows = 48;
 // Overrides kSkinnyRows for the whole process (0 turns the weight-left product off): a benchmark knob,
 // set by the binary from EVOQ_SKINNY_ROWS (src/apps/main.cpp) or by a benchmark's option, never read from
