@@ -33,7 +33,7 @@ bool autocast_on(const torch::Tensor& x) {
 // Only for weights at least as tall as wide: with more inputs than outputs (the MLP's down projection,
 // 896 x 4864) the weight-left product took 2.1x torch's time at 4 rows (docs/BENCHMARKS.md).
 // Only in fp32 (MKL's sgemm, whose weight repacking it avoids): bf16 goes to oneDNN, where it made the
-// small config's decode 30-43 % slower at 8-16 rows and was no faster at 32 (BENCHMARKS, issue 19 section 4).
+// small config's decode 8-43 % slower at 8-24 rows and was no faster at 32 (BENCHMARKS, issue 19 section 4).
 bool weight_left(const torch::Tensor& x, int64_t rows, int64_t in, int64_t out) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && !autocast_on(x) && rows >= 2 &&
          rows <= skinny_rows() && in >= kSkinnyMinInFeatures && out >= in;
