@@ -80,7 +80,10 @@ def run_evoq(a, model, pairs_h5, work, early_stop, dtype=None, seed=3):
     out, stats = os.path.join(work, f"labels-{tag}.h5"), os.path.join(work, f"stats-{tag}.json")
     subprocess.run(["rm", "-rf", out, out + ".shards"])
     threads = max(1, a.threads // a.evoq_ranks)
-    cmd = ["mpirun", "-np", str(a.evoq_ranks), "--oversubscribe", a.evoq, "vote", "--model", model, "--pairs", pairs_h5,
+    # --bind-to none: Open MPI binds each rank of a 1- or 2-rank job to ONE core by default, which put evoq's
+    # 2 threads on one core (the whole job ran 2x slower; docs/BENCHMARKS.md, issue 19 section 2).
+    cmd = ["mpirun", "-np", str(a.evoq_ranks), "--oversubscribe", "--bind-to", "none", a.evoq, "vote", "--model", model,
+           "--pairs", pairs_h5,
            "--out", out, "-K", str(a.K), "--max-new-tokens", str(a.max_new_tokens), f"--early-stop={int(early_stop)}",
            "--reasoning=1", "--seed", str(seed), "--dtype", dtype, "--threads", str(threads), "--pairs-per-batch",
            str(a.pairs_per_batch), "--stats", stats, "--log-level", "warn"]
