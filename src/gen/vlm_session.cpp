@@ -1,8 +1,11 @@
 #include "evoq/gen/vlm_session.h"
 
+#include <sched.h>
+
 #include <fstream>
 
 #include "evoq/core/error.h"
+#include "evoq/core/log.h"
 #include "evoq/image/processor.h"
 #include "evoq/model/weights.h"
 #include "evoq/text/chat_template.h"
@@ -70,9 +73,25 @@ std::string RuntimeSettings::dtype_name() const {
   return dtype;
 }
 
+namespace {
+// The CPUs this process may run on (its affinity mask; mpirun and Slurm narrow it), 0 if unknown.
+int cpus_allowed() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+}
+}  // namespace
+
 void RuntimeSettings::apply(const torch::Device& d) const {
   if (threads < 0) throw UsageError("--threads must be >= 0");
   if (threads > 0) torch::set_num_threads(threads);
+  // Open MPI binds each rank of a small job to one core by default: T threads then share that core and
+  // run about T times slower (docs/TRAINING.md), silently. Say so.
+  const int allowed = cpus_allowed();
+  if (!d.is_cuda() && threads > 1 && allowed > 0 && threads > allowed)
+    log::warn("--threads ", threads, " but this process may run on only ", allowed,
+              " CPU(s) (its affinity): the threads will share them; under mpirun add --bind-to none or "
+              "--map-by slot:PE=", threads, ", under Slurm --cpus-per-task=", threads);
   if (d.is_cuda()) {
     at::globalContext().setAllowTF32CuBLAS(tf32);
     at::globalContext().setAllowTF32CuDNN(tf32);

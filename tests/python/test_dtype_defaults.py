@@ -76,3 +76,22 @@ def test_training_autocasts_where_native(setup, tmp_path):
     # bf16 weights: nothing to autocast.
     log = evoq("train", *common, "--out", tmp_path / "bf16", "--dtype", "bf16")
     assert "cpu bf16, 1 threads, autocast off (--autocast auto)" in log, log
+
+
+def test_more_threads_than_allowed_cpus_is_warned(setup, tmp_path):
+    """Open MPI binds a small job's ranks to one core each by default; a rank asked for more threads than
+    its affinity mask allows says so (oracle: the mask set here)."""
+    _, _, pairs, model = setup
+    one_cpu = {min(os.sched_getaffinity(0))}
+
+    def vote(threads, out):
+        r = subprocess.run([EVOQ, "vote", "--model", model, "--pairs", pairs, "--out", tmp_path / out, "-K", "2",
+                            "--max-new-tokens", "2", "--threads", str(threads), "--dtype", "fp32"],
+                           capture_output=True, text=True, timeout=600,
+                           preexec_fn=lambda: os.sched_setaffinity(0, one_cpu))
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stderr
+
+    log = vote(2, "two.h5")
+    assert "--threads 2 but this process may run on only 1 CPU(s)" in log and "--bind-to none" in log, log
+    assert "may run on only" not in vote(1, "one.h5")
