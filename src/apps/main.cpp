@@ -2,9 +2,11 @@
 #include <malloc.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "evoq/cli/cli.h"
 #include "evoq/model/layers.h"
+#include "evoq/model/packed_linear.h"
 
 namespace {
 // Tensors of a decode step (logits [K, V], MLP activations) are freed and allocated again every step.
@@ -23,6 +25,9 @@ void keep_step_buffers_mapped() {
 void apply_benchmark_knobs() {
   const char* rows = std::getenv("EVOQ_SKINNY_ROWS");
   if (rows && *rows) evoq::model::set_skinny_rows(std::strtoll(rows, nullptr, 10));
+  // EVOQ_PACKED_WEIGHTS=0: bf16 CPU inference without packed weights (model/packed_linear.h), for A/B runs.
+  const char* packed = std::getenv("EVOQ_PACKED_WEIGHTS");
+  if (packed && std::string(packed) == "0") evoq::model::set_packed_weights(false);
 }
 }  // namespace
 

@@ -23,6 +23,7 @@ VlmSession VlmSession::load(const std::string& model_dir, torch::Dtype dtype, to
   for (int64_t id : s.defaults.eos_token_ids) s.stop_ids.insert(id);
   EVOQ_CHECK(!s.stop_ids.empty(), model_dir, ": the tokenizer has neither <|im_end|> nor <|endoftext|>");
   s.model->eval();
+  s.model->pack_linear_weights();  // bf16 on the CPU: oneDNN's layout once, not in every product
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "evoq/core/error.h"
+#include "evoq/model/packed_linear.h"
 
 namespace evoq::model {
 
@@ -48,6 +49,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
                      bool contiguous) {
   const int64_t in = x.size(-1);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
+  if (auto packed = packed_linear(x, weight, bias)) return *packed;  // bf16 inference on the CPU
   if (!weight_left(x, rows, in, weight.size(0))) return torch::nn::functional::linear(x, weight, bias);
   auto x2 = x.reshape({rows, in});
   // [out, rows], weight as the left operand
@@ -60,6 +62,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 
 torch::Tensor linear_add(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& residual) {
   if (autocast_on(x) || x.scalar_type() != residual.scalar_type()) return residual + model::linear(x, weight);
+  if (auto packed = packed_linear(x, weight, {}, residual)) return *packed;
   const int64_t in = x.size(-1), out_features = weight.size(0);
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
   auto x2 = x.reshape({rows, in});

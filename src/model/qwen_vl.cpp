@@ -3,6 +3,7 @@
 #include "evoq/core/error.h"
 #include "evoq/model/activation_checkpoint.h"
 #include "evoq/model/mrope.h"
+#include "evoq/model/packed_linear.h"
 
 namespace evoq::model {
 
@@ -24,6 +25,18 @@ torch::Tensor QwenVL::encode_images(const torch::Tensor& pixel_values, const tor
 
 torch::Tensor QwenVL::logits(const torch::Tensor& hidden) {
   return model::linear(hidden, lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
+}
+
+int64_t QwenVL::pack_linear_weights() {
+  int64_t packed = 0;
+  // Linear modules that own their weight; the q/k/v and gate/up views are read through their fused storage.
+  for (const auto& m : modules(/*include_self=*/false))
+    if (auto lin = std::dynamic_pointer_cast<Linear>(m); lin && !lin->weight.is_view())
+      packed += prepack_weight(lin->weight);
+  for (const auto& layer : language_model->layers)
+    packed += prepack_weight(layer->qkv_weight()) + prepack_weight(layer->gate_up_weight());
+  packed += prepack_weight(lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
+  return packed;
 }
 
 torch::Tensor QwenVL::hidden_states(const Inputs& in, std::vector<LayerKV>* kv_out,

@@ -61,6 +61,11 @@ class QwenVL : public torch::nn::Module {
   // lm_head (tied to embed_tokens when the config says so): [..., hidden] -> [..., vocab].
   torch::Tensor logits(const torch::Tensor& hidden);
 
+  // Packs every weight a linear product of inference reads (model/packed_linear.h) now, at load, rather
+  // than in the first forward: the vision tower's and merger's, the fused q/k/v and gate/up, o, down and
+  // the lm_head. Does nothing unless they are bf16 on the CPU and packing is on. Returns how many.
+  int64_t pack_linear_weights();
+
   // Full forward: [B, L, vocab] (All) or [B, vocab] (Last = each row's last non-padding position),
   // in the model dtype, with gradients when grad mode is on.
   torch::Tensor forward(const Inputs& inputs, LogitsOf which = LogitsOf::All);
