@@ -22,7 +22,7 @@ vLLM runs in its own venv (bench/setup_vllm.sh) through bench/engine_worker.py, 
 the worker process (VLLM_ENABLE_V1_MULTIPROCESSING=0), its OpenMP threads bound to cores 0..T-1 and
 VLLM_CPU_KVCACHE_SPACE = --vllm-kv-gib. An engine that cannot run a dtype is reported, not hidden.
 
-usage: bench/bench_engines.py [--engines evoq vllm transformers] [--dtypes bf16 fp32] [--k 8 32]
+usage: bench/bench_engines.py [--engines evoq vllm transformers evoq-unpacked] [--dtypes bf16 fp32] [--k 8 32]
          [--threads 2] [--new-tokens 64] [--repeats 3] [--config small|tiny | --model DIR]
          [--json-out FILE]
 """
@@ -122,8 +122,9 @@ LAUNCHER = ("import json,os,resource,subprocess,sys;r=subprocess.run(sys.argv[2:
             "open(sys.argv[1],'w'))")
 
 
-def run_evoq(a, model_dir, images, dtype, k, n, seed):
-    """One `evoq generate` process: its JSON, its peak RSS (MiB) and its whole wall time."""
+def run_evoq(a, model_dir, images, dtype, k, n, seed, packed=True):
+    """One `evoq generate` process: its JSON, its peak RSS (MiB) and its whole wall time. packed=False: with
+    EVOQ_PACKED_WEIGHTS=0 (engine "evoq-unpacked": bf16 products without packed weights, an A/B in the same run)."""
     cmd = [a.evoq, "generate", "--model", model_dir, "--prompt", bench_generate.PROMPT, "--samples", str(k),
            "--seed", str(seed), "--max-new-tokens", str(n), "--threads", str(a.threads), "--dtype", dtype,
            "--json", "--ignore-stop", "--log-level", "warn"]
@@ -132,8 +133,11 @@ def run_evoq(a, model_dir, images, dtype, k, n, seed):
     with tempfile.TemporaryDirectory() as tmp:
         status = os.path.join(tmp, "status.json")
         t0 = time.perf_counter()
+        env = child_env(a)
+        if not packed:
+            env["EVOQ_PACKED_WEIGHTS"] = "0"
         r = subprocess.run([sys.executable, "-c", LAUNCHER, status] + cmd, capture_output=True, text=True,
-                           env=child_env(a))
+                           env=env)
         wall = time.perf_counter() - t0
         st = json.load(open(status)) if os.path.exists(status) else {"rc": r.returncode, "peak_kib": 0}
     if st["rc"] != 0:
@@ -214,10 +218,10 @@ def main():
                          "on a loaded machine, where spinning OpenMP threads wait on descheduled ones")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    unknown = set(a.engines) - {"evoq", "vllm", "transformers"}
+    unknown = set(a.engines) - {"evoq", "evoq-unpacked", "vllm", "transformers"}
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
-    if "evoq" in a.engines and not os.access(a.evoq, os.X_OK):
+    if any(e.startswith("evoq") for e in a.engines) and not os.access(a.evoq, os.X_OK):
         raise SystemExit(f"evoq binary not found: {a.evoq} (build first, or --evoq PATH)")
     if "vllm" in a.engines and not os.access(a.vllm_python, os.X_OK):
         raise SystemExit(f"vLLM venv not found: {a.vllm_python} (run bench/setup_vllm.sh, or drop vllm from --engines)")
@@ -247,7 +251,7 @@ def main():
             workers, res = {}, {e: {"full": [], "ttft": [], "peak": [], "startup": [], "prefill": [], "decode": [],
                                     "prompt_tokens": set(), "error": None} for e in a.engines}
             for e in a.engines:
-                if e == "evoq":
+                if e.startswith("evoq"):
                     continue
                 try:
                     w = Worker(a, e, model_dir, images, ids_file, dtype, k,
@@ -264,8 +268,8 @@ def main():
                     for e in a.engines:
                         if res[e]["error"]:
                             continue
-                        if e == "evoq":
-                            r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1)
+                        if e.startswith("evoq"):
+                            r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1, packed=e == "evoq")
                             if "error" in r:
                                 res[e]["error"] = r["error"][0][:300]
                                 continue

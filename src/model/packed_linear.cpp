@@ -122,6 +122,12 @@ bool prepack_weight(const torch::Tensor& weight) {
   }
 }
 
+void drop_packed_weight(const torch::Tensor& weight) {
+  if (!weight.defined()) return;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_cache.erase(weight.unsafeGetTensorImpl());
+}
+
 int64_t packed_weight_count() {
   std::lock_guard<std::mutex> lock(g_mutex);
   return static_cast<int64_t>(g_cache.size());

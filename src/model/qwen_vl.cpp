@@ -27,16 +27,28 @@ torch::Tensor QwenVL::logits(const torch::Tensor& hidden) {
   return model::linear(hidden, lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
 }
 
-int64_t QwenVL::pack_linear_weights() {
-  int64_t packed = 0;
+std::vector<torch::Tensor> QwenVL::linear_weights() const {
+  std::vector<torch::Tensor> weights;
   // Linear modules that own their weight; the q/k/v and gate/up views are read through their fused storage.
   for (const auto& m : modules(/*include_self=*/false))
-    if (auto lin = std::dynamic_pointer_cast<Linear>(m); lin && !lin->weight.is_view())
-      packed += prepack_weight(lin->weight);
-  for (const auto& layer : language_model->layers)
-    packed += prepack_weight(layer->qkv_weight()) + prepack_weight(layer->gate_up_weight());
-  packed += prepack_weight(lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
+    if (auto lin = std::dynamic_pointer_cast<Linear>(m); lin && !lin->weight.is_view()) weights.push_back(lin->weight);
+  for (const auto& layer : language_model->layers) {
+    weights.push_back(layer->qkv_weight());
+    weights.push_back(layer->gate_up_weight());
+  }
+  weights.push_back(lm_head_weight.defined() ? lm_head_weight : language_model->embed_weight);
+  return weights;
+}
+
+int64_t QwenVL::pack_linear_weights() {
+  int64_t packed = 0;
+  for (const auto& w : linear_weights()) packed += prepack_weight(w);
   return packed;
+}
+
+// The packed copies go with the model, not at the next packing (a vote stage's model before training).
+QwenVL::~QwenVL() {
+  for (const auto& w : linear_weights()) drop_packed_weight(w);
 }
 
 torch::Tensor QwenVL::hidden_states(const Inputs& in, std::vector<LayerKV>* kv_out,

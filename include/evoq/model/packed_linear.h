@@ -30,6 +30,9 @@ std::optional<torch::Tensor> packed_linear(const torch::Tensor& x, const torch::
 // already had. For loading (QwenVL::pack_linear_weights): the first forward then finds it packed.
 bool prepack_weight(const torch::Tensor& weight);
 
+// Drops weight's packed copy now (a dying model's: QwenVL's destructor); a later product packs it again.
+void drop_packed_weight(const torch::Tensor& weight);
+
 // Packed copies held now, and how many were made since the start (tests).
 int64_t packed_weight_count();
 int64_t packed_weight_packs();

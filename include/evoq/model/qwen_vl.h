@@ -65,6 +65,8 @@ class QwenVL : public torch::nn::Module {
   // than in the first forward: the vision tower's and merger's, the fused q/k/v and gate/up, o, down and
   // the lm_head. Does nothing unless they are bf16 on the CPU and packing is on. Returns how many.
   int64_t pack_linear_weights();
+  std::vector<torch::Tensor> linear_weights() const;  // what pack_linear_weights packs
+  ~QwenVL() override;
 
   // Full forward: [B, L, vocab] (All) or [B, vocab] (Last = each row's last non-padding position),
   // in the model dtype, with gradients when grad mode is on.

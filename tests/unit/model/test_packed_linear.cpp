@@ -144,3 +144,14 @@ TEST(PackedLinear, ATinyBf16ModelPacksAtLoadAndItsLogitsStayAsCloseToFp64) {
   EXPECT_GT(err_packed, 0.0);  // bf16 did run
   EXPECT_LE(err_packed, 1.5 * err_plain);
 }
+
+TEST(PackedLinear, AModelsCopiesGoWithIt) {
+  if (!packing_available()) GTEST_SKIP() << "oneDNN bf16 products unavailable on this CPU";
+  const int64_t before = packed_weight_count();
+  {
+    QwenVL model(evoq::testing::tiny_model_config("qwen2_vl", /*tied=*/true), torch::TensorOptions().dtype(kBf16));
+    EXPECT_EQ(model.pack_linear_weights(), static_cast<int64_t>(model.linear_weights().size()));
+    EXPECT_EQ(packed_weight_count(), before + static_cast<int64_t>(model.linear_weights().size()));
+  }
+  EXPECT_EQ(packed_weight_count(), before);
+}
