@@ -40,6 +40,11 @@ torch::Tensor call(const char* name, const char* overload, std::vector<c10::IVal
   return stack.at(0).toTensor();
 }
 
+// Under g_mutex: forgets the copies of weights that died since.
+void drop_dead_weights() {
+  for (auto e = g_cache.begin(); e != g_cache.end();) e = e->second.weight.expired() ? g_cache.erase(e) : std::next(e);
+}
+
 const torch::Tensor& packed_weight(const torch::Tensor& weight) {
   const auto* impl = weight.unsafeGetTensorImpl();
   const int64_t version = static_cast<int64_t>(impl->version_counter().current_version());
@@ -48,8 +53,7 @@ const torch::Tensor& packed_weight(const torch::Tensor& weight) {
   if (it != g_cache.end() && !it->second.weight.expired() && it->second.version == version &&
       it->second.data == weight.data_ptr())
     return it->second.packed;
-  // New or changed: drop the entries of dead weights first (packing is rare: once per weight and version).
-  for (auto e = g_cache.begin(); e != g_cache.end();) e = e->second.weight.expired() ? g_cache.erase(e) : std::next(e);
+  drop_dead_weights();  // new or changed: packing is rare (once per weight and version)
   Packed p{WeakImpl(weight.getIntrusivePtr()), version, weight.data_ptr(),
            call("mkldnn::_reorder_linear_weight", "", {weight.contiguous(), c10::IValue()})};
   ++g_packs;
@@ -130,6 +134,7 @@ void drop_packed_weight(const torch::Tensor& weight) {
 
 int64_t packed_weight_count() {
   std::lock_guard<std::mutex> lock(g_mutex);
+  drop_dead_weights();
   return static_cast<int64_t>(g_cache.size());
 }
 

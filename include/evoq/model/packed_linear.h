@@ -33,7 +33,7 @@ bool prepack_weight(const torch::Tensor& weight);
 // Drops weight's packed copy now (a dying model's: QwenVL's destructor); a later product packs it again.
 void drop_packed_weight(const torch::Tensor& weight);
 
-// Packed copies held now, and how many were made since the start (tests).
+// Packed copies held now (of live weights; those of dead ones are dropped first), and how many were made since the start (tests).
 int64_t packed_weight_count();
 int64_t packed_weight_packs();
 
