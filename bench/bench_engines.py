@@ -18,11 +18,15 @@ hits all three alike; figures are medians of --repeats calls after one warm-up c
               call of the row);
   start-up    evoq: process wall minus its generate call; others: construction of the engine.
 
+Engines: evoq (one `evoq generate` process per call: load, then a cold first call), evoq-unpacked (the
+same with EVOQ_PACKED_WEIGHTS=0), evoq-held (`evoq generate --requests -` held like the Python workers:
+one warm-up call, then the timed calls; what a vote job's process does), vllm, transformers.
+
 vLLM runs in its own venv (bench/setup_vllm.sh) through bench/engine_worker.py, with the engine core in
 the worker process (VLLM_ENABLE_V1_MULTIPROCESSING=0), its OpenMP threads bound to cores 0..T-1 and
 VLLM_CPU_KVCACHE_SPACE = --vllm-kv-gib. An engine that cannot run a dtype is reported, not hidden.
 
-usage: bench/bench_engines.py [--engines evoq vllm transformers evoq-unpacked] [--dtypes bf16 fp32] [--k 8 32]
+usage: bench/bench_engines.py [--engines evoq evoq-held vllm transformers evoq-unpacked] [--dtypes bf16 fp32] [--k 8 32]
          [--threads 2] [--new-tokens 64] [--repeats 3] [--config small|tiny | --model DIR]
          [--json-out FILE]
 """
@@ -149,6 +153,46 @@ def run_evoq(a, model_dir, images, dtype, k, n, seed, packed=True):
             "peak_mib": st["peak_kib"] / 1024.0, "startup_seconds": wall - j["seconds"]}
 
 
+class EvoqWorker:
+    """`evoq generate --requests -` held in its own process (engine "evoq-held"): the model loaded once and
+    calls answered warm, as vLLM's and transformers' workers do; what a vote job's process does."""
+
+    def __init__(self, a, model_dir, dtype, log):
+        cmd = [a.evoq, "generate", "--model", model_dir, "--prompt", bench_generate.PROMPT, "--requests", "-",
+               "--max-new-tokens", str(a.new_tokens), "--threads", str(a.threads), "--dtype", dtype,
+               "--ignore-stop", "--log-level", "warn"]
+        self.engine, self.log = "evoq-held", open(log, "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=child_env(a))
+        self.started = time.perf_counter()
+
+    def generate(self, k, n, seed, images):
+        t0 = time.perf_counter()
+        self.proc.stdin.write(json.dumps({"images": images, "samples": k, "seed": seed, "max_new_tokens": n}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError(f"evoq-held died during a call (see {self.log.name})")
+        j = json.loads(line)
+        wall = time.perf_counter() - (self.started if self.started else t0)
+        self.started = None
+        return {"seconds": j["seconds"], "new_tokens": sum(len(s["tokens"]) for s in j["samples"]),
+                "prompt_tokens": j["prompt_tokens"], "prefill_seconds": j["prefill_seconds"],
+                "decode_seconds": j["decode_seconds"], "wall_seconds": wall}
+
+    def peak_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM")) / 1024.0
+
+    def close(self):
+        peak = self.peak_mib()
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.proc.wait()
+        self.log.close()
+        return peak
+
+
 class Worker:
     """bench/engine_worker.py held in its own process (vLLM or transformers)."""
 
@@ -218,7 +262,7 @@ def main():
                          "on a loaded machine, where spinning OpenMP threads wait on descheduled ones")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    unknown = set(a.engines) - {"evoq", "evoq-unpacked", "vllm", "transformers"}
+    unknown = set(a.engines) - {"evoq", "evoq-unpacked", "evoq-held", "vllm", "transformers"}
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
     if any(e.startswith("evoq") for e in a.engines) and not os.access(a.evoq, os.X_OK):
@@ -251,11 +295,17 @@ def main():
             workers, res = {}, {e: {"full": [], "ttft": [], "peak": [], "startup": [], "prefill": [], "decode": [],
                                     "prompt_tokens": set(), "error": None} for e in a.engines}
             for e in a.engines:
-                if e.startswith("evoq"):
+                if e in ("evoq", "evoq-unpacked"):
                     continue
                 try:
-                    w = Worker(a, e, model_dir, images, ids_file, dtype, k,
-                               os.path.join(a.work, f"{e}-{dtype}-k{k}.log"))
+                    log = os.path.join(a.work, f"{e}-{dtype}-k{k}.log")
+                    if e == "evoq-held":
+                        w = EvoqWorker(a, model_dir, dtype, log)
+                        warm = w.generate(k, a.new_tokens, 999, image_set(a.work, 999))  # warm-up
+                        res[e]["startup"].append(warm["wall_seconds"] - warm["seconds"])
+                        workers[e] = w
+                        continue
+                    w = Worker(a, e, model_dir, images, ids_file, dtype, k, log)
                     versions.update({f"{e}: {lib}": v for lib, v in w.ready["versions"].items()})
                     res[e]["startup"].append(w.ready["load_seconds"])
                     w.generate(k, a.new_tokens, 999, image_set(a.work, 999))  # warm-up
@@ -268,7 +318,7 @@ def main():
                     for e in a.engines:
                         if res[e]["error"]:
                             continue
-                        if e.startswith("evoq"):
+                        if e in ("evoq", "evoq-unpacked"):
                             r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1, packed=e == "evoq")
                             if "error" in r:
                                 res[e]["error"] = r["error"][0][:300]
@@ -284,6 +334,9 @@ def main():
                             except RuntimeError as err:
                                 res[e]["error"] = str(err)[:300]
                                 continue
+                            if kind == "full" and "prefill_seconds" in r:
+                                res[e]["prefill"].append(r["prefill_seconds"])
+                                res[e]["decode"].append(r["decode_seconds"])
                         res[e]["prompt_tokens"].add(r["prompt_tokens"])
                         if r["prompt_tokens"] != len(ids):  # not the same workload
                             res[e]["error"] = f"prompt of {r['prompt_tokens']} tokens instead of {len(ids)}"
@@ -312,17 +365,24 @@ def main():
           + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
           + f"; OMP_WAIT_POLICY {header['omp_wait_policy']}; {a.threads} threads, {len(ids)} prompt tokens, {a.new_tokens} new tokens, median of {a.repeats}; "
           f"load {' '.join(header['load_before'])} before, {' '.join(footer['load_after'])} after")
-    print("\n| dtype | K | engine | tok/s | evoq / engine | TTFT s | peak RSS MiB | start-up s | runs s | load (1-min) before/after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    held = "evoq-held" in a.engines
+    print("\n| dtype | K | engine | tok/s | evoq / engine |" + (" evoq-held / engine |" if held else "")
+          + " TTFT s | prefill / decode s | peak RSS MiB | start-up s | runs s | load (1-min) before/after |")
+    print("|---|---|---|---|---|" + ("---|" if held else "") + "---|---|---|---|---|---|")
+
+    def ratio(name, r):
+        ours = next((x for x in rows if x["engine"] == name and x["dtype"] == r["dtype"] and x["k"] == r["k"]), None)
+        return ours["tok_s"] / r["tok_s"] if ours and not ours["error"] else float("nan")
+
     for r in rows:
-        ours = next((x for x in rows if x["engine"] == "evoq" and x["dtype"] == r["dtype"] and x["k"] == r["k"]), None)
         if r["error"]:
-            print(f"| {r['dtype']} | {r['k']} | {r['engine']} | failed: {r['error']} | | | | | | |")
+            print(f"| {r['dtype']} | {r['k']} | {r['engine']} | failed: {r['error']} |" + " |" * (8 + held))
             continue
-        ratio = ours["tok_s"] / r["tok_s"] if ours and not ours["error"] else float("nan")
-        print(f"| {r['dtype']} | {r['k']} | {r['engine']} | {r['tok_s']:.1f} | {ratio:.2f}x | {r['ttft_s']:.2f} | "
-              f"{r['peak_mib']:.0f} | {r['startup_s']:.1f} | {' '.join(f'{s:.2f}' for s in r['runs'])} | "
-              f"{r['load'][0][0]} / {r['load'][1][0]} |")
+        split = f"{r['prefill_s']:.2f} / {r['decode_s']:.2f}" if r["decode_s"] == r["decode_s"] else "-"
+        print(f"| {r['dtype']} | {r['k']} | {r['engine']} | {r['tok_s']:.1f} | {ratio('evoq', r):.2f}x |"
+              + (f" {ratio('evoq-held', r):.2f}x |" if held else "")
+              + f" {r['ttft_s']:.2f} | {split} | {r['peak_mib']:.0f} | {r['startup_s']:.1f} | "
+              f"{' '.join(f'{s:.2f}' for s in r['runs'])} | {r['load'][0][0]} / {r['load'][1][0]} |")
     if a.json_out:
         json.dump({"header": header, "rows": rows, "footer": footer}, open(a.json_out, "w"), indent=1)
 

@@ -62,8 +62,8 @@ def hf_inputs(d, images, prompt):
     return ids, pix, grid
 
 
-def run_evoq(d, images, *args):
-    cmd = [EVOQ, "generate", "--model", d, "--prompt", PROMPT, "--json", "--threads", "2"]
+def run_evoq(d, images, *args, prompt=PROMPT):
+    cmd = [EVOQ, "generate", "--model", d, "--prompt", prompt, "--json", "--threads", "2"]
     for p in images:
         cmd += ["--image", p]
     res = subprocess.run(pin_fp32(cmd + list(args)), capture_output=True, text=True)
@@ -124,3 +124,66 @@ def test_sampled_logprobs_match_full_forward_and_shared_prefix(checkpoint, n_ima
         single = run_evoq(d, images, *(args[:1] + ["1"] + args[2:] + ["--first-sample", str(i)]))
         assert single["samples"][0]["index"] == i
         assert single["samples"][0]["tokens"] == tokens[i]
+
+
+def run_requests(d, lines, *args, check=True):
+    """`evoq generate --requests -` with `lines` on stdin: its JSON answers (one per line)."""
+    cmd = [EVOQ, "generate", "--model", d, "--prompt", PROMPT, "--requests", "-", "--threads", "2"]
+    res = subprocess.run(pin_fp32(cmd + list(args)), input="".join(json.dumps(x) + "\n" for x in lines),
+                         capture_output=True, text=True)
+    if not check:
+        return res
+    assert res.returncode == 0, res.stderr
+    return [json.loads(x) for x in res.stdout.splitlines()]
+
+
+def test_requests_greedy_match_transformers_generate(checkpoint):
+    """A held process answers several prompts in order; each greedy answer is transformers' generate."""
+    d, model, images = checkpoint
+    asks = [[], images[:1], images, [images[1], images[0]]]
+    out = run_requests(d, [{"images": im} for im in asks], "--greedy", "--max-new-tokens", "16")
+    assert [o["request"] for o in out] == list(range(len(asks)))
+    for im, o in zip(asks, out):
+        ids, pix, grid = hf_inputs(d, im, PROMPT)
+        with torch.no_grad():
+            ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **image_kwargs(ids, pix, grid),
+                                 do_sample=False, max_new_tokens=16, repetition_penalty=1.0,
+                                 eos_token_id=[151645, 151643], pad_token_id=151643)
+        assert o["prompt_tokens"] == ids.shape[1]
+        assert o["samples"][0]["tokens"] == ref[0, ids.shape[1]:].tolist()
+
+
+def test_requests_sampled_equal_one_process_per_prompt(checkpoint):
+    """Samples of a held process (its caches warm from earlier prompts) equal those of a fresh process per
+    prompt with the same seed, samples and request id; the prompt text can change per request."""
+    d, _, images = checkpoint
+    common = ["--temperature", "1.5", "--top-k", "0"]
+    asks = [{"images": images, "seed": 7, "samples": 3},
+            {"images": images[:1], "seed": 8, "samples": 2, "prompt": "Rate this image.", "max_new_tokens": 6},
+            {"images": images, "seed": 7, "samples": 3, "request_id": 4}]
+    out = run_requests(d, asks, "--max-new-tokens", "10", *common)
+    assert len(out) == 3
+    assert all(len(s["tokens"]) == 6 or s["finish"] == "stop" for s in out[1]["samples"])
+    for ask, o in zip(asks, out):
+        single = run_evoq(d, ask["images"], "--samples", str(ask["samples"]), "--seed", str(ask["seed"]),
+                          "--request-id", str(ask.get("request_id", 0)), *common,
+                          "--max-new-tokens", str(ask.get("max_new_tokens", 10)), prompt=ask.get("prompt", PROMPT))
+        assert [s["tokens"] for s in o["samples"]] == [s["tokens"] for s in single["samples"]]
+        assert o["prompt_tokens"] == single["prompt_tokens"]
+    # another request id draws other samples from the same prompt and seed
+    assert [s["tokens"] for s in out[0]["samples"]] != [s["tokens"] for s in out[2]["samples"]]
+
+
+@pytest.mark.parametrize("line,message", [
+    ({"imags": []}, 'line 2: unknown key "imags"'),
+    ({"samples": 0}, "line 2: samples must be >= 1"),
+    ({"samples": "four"}, "line 2: bad value"),
+    ("four", "line 2: a request is a JSON object"),
+    ({"max_new_tokens": 5}, "line 2: max_new_tokens must be in 1..4"),
+])
+def test_requests_bad_line_is_one_clear_error(checkpoint, line, message):
+    d, _, images = checkpoint
+    res = run_requests(d, [{"images": images[:1]}, line], "--max-new-tokens", "4", check=False)
+    assert res.returncode != 0
+    assert message in res.stderr, res.stderr
+    assert len(res.stdout.splitlines()) == 1  # the good first line was answered before the bad one
