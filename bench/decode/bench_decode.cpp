@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "evoq/core/error.h"
 #include "evoq/model/config.h"
 #include "evoq/model/layers.h"
+#include "evoq/model/packed_linear.h"
 #include "evoq/model/weights.h"
 
 namespace {
@@ -140,6 +142,10 @@ int run(const po::variables_map& vm) {
     net = model::load_model(dir, dtype, device);
   }
   torch::NoGradGuard no_grad;
+  // As VlmSession::load does (bf16 on the CPU: packed weights); EVOQ_PACKED_WEIGHTS=0 measures without.
+  const char* packed_env = std::getenv("EVOQ_PACKED_WEIGHTS");
+  model::set_packed_weights(!(packed_env && std::string(packed_env) == "0"));
+  const int64_t packed = net->pack_linear_weights();
   const int64_t vocab = std::min<int64_t>(net->config().text.vocab_size, 150000);
 
   // G text prompts of slightly different lengths (the batched attention pads to the longest).
@@ -171,7 +177,8 @@ int run(const po::variables_map& vm) {
                       {"layers", net->config().text.num_hidden_layers}, {"steps", steps},
                       {"decode_seconds", decode_s}, {"tokens_per_second", double(rows) * steps / decode_s},
                       {"tokens_per_cpu_second", double(rows) * steps / decode_cpu_s},
-                      {"prefill_seconds", prefill_s}, {"threads", torch::get_num_threads()}};
+                      {"prefill_seconds", prefill_s}, {"threads", torch::get_num_threads()},
+                      {"packed_weights", packed}};
   if (vm["profile-ops"].as<bool>()) {
     const auto all_layers = profile_step(*net, batch, tokens_for(rows));
     auto& layers = net->language_model->layers;
