@@ -83,14 +83,9 @@ void print_text(const gen::VlmSession& session, const nlohmann::json& j) {
   }
 }
 
-void check_call(const Call& c, const std::string& where) {
-  if (c.samples < 1) throw UsageError(where + "samples must be >= 1");
-  if (c.first_sample < 0) throw UsageError(where + "first sample must be >= 0");
-  if (c.prompt.empty()) throw UsageError(where + "no prompt (--prompt or the request's \"prompt\")");
-}
 
 // One line of --requests: {"images": [...], "prompt": "...", "samples": K, "seed": S, "request_id": R,
-// "first_sample": F}, every key optional. Unknown keys are refused (a typo would silently sample the default).
+// "first_sample": F, "max_new_tokens": N}, every key optional. Unknown keys are refused (a typo would silently sample the default).
 Call parse_request(const std::string& line, const Call& defaults, bool greedy, const std::string& where) {
   nlohmann::json j;
   try {
@@ -119,7 +114,9 @@ Call parse_request(const std::string& line, const Call& defaults, bool greedy, c
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(where + "bad value (" + e.what() + ")");
   }
-  check_call(c, where);
+  if (c.samples < 1) throw UsageError(where + "samples must be >= 1");
+  if (c.first_sample < 0) throw UsageError(where + "first sample must be >= 0");
+  if (c.prompt.empty()) throw UsageError(where + "no prompt (--prompt or the request's \"prompt\")");
   if (c.max_new_tokens < 1 || c.max_new_tokens > defaults.max_new_tokens)
     throw UsageError(where + "max_new_tokens must be in 1.." + std::to_string(defaults.max_new_tokens) +
                      " (--max-new-tokens)");
@@ -133,7 +130,9 @@ int run(const po::variables_map& vm) {
   const bool batch = vm.count("requests") > 0;
   Call defaults;
   if (vm.count("image")) defaults.images = vm["image"].as<std::vector<std::string>>();
-  if (vm.count("prompt")) defaults.prompt = vm["prompt"].as<std::string>();
+  // One prompt needs --prompt; a batch may name its prompt per request instead.
+  if (!batch) defaults.prompt = cli::require_string(vm, "prompt");
+  else if (vm.count("prompt")) defaults.prompt = vm["prompt"].as<std::string>();
   defaults.samples = vm["samples"].as<int>();
   defaults.seed = vm["seed"].as<uint64_t>();
   defaults.request_id = vm["request-id"].as<uint64_t>();
@@ -141,7 +140,6 @@ int run(const po::variables_map& vm) {
   defaults.asks_sampling = sampled;
   if (defaults.samples < 1) throw UsageError("--samples must be >= 1");
   if (defaults.first_sample < 0) throw UsageError("--first-sample must be >= 0");
-  if (!batch) check_call(defaults, "");
 
   std::ifstream file;
   if (batch && vm["requests"].as<std::string>() != "-") {
