@@ -20,6 +20,7 @@
 
 #include "evoq/cli/cli.h"
 #include "evoq/core/error.h"
+#include "evoq/model/cpu_kernels.h"
 #include "evoq/model/config.h"
 #include "evoq/model/layers.h"
 #include "evoq/model/packed_linear.h"
@@ -145,6 +146,8 @@ int run(const po::variables_map& vm) {
   // As VlmSession::load does (bf16 on the CPU: packed weights); EVOQ_PACKED_WEIGHTS=0 measures without.
   const char* packed_env = std::getenv("EVOQ_PACKED_WEIGHTS");
   model::set_packed_weights(!(packed_env && std::string(packed_env) == "0"));
+  const char* kernels_env = std::getenv("EVOQ_CPU_KERNELS");  // 0: torch's ops instead of model/cpu_kernels.h
+  model::set_cpu_kernels(!(kernels_env && std::string(kernels_env) == "0"));
   const int64_t packed = net->pack_linear_weights();
   const int64_t vocab = std::min<int64_t>(net->config().text.vocab_size, 150000);
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "evoq/cli/cli.h"
+#include "evoq/model/cpu_kernels.h"
 #include "evoq/model/layers.h"
 #include "evoq/model/packed_linear.h"
 
@@ -28,6 +29,9 @@ void apply_benchmark_knobs() {
   // EVOQ_PACKED_WEIGHTS=0: bf16 CPU inference without packed weights (model/packed_linear.h), for A/B runs.
   const char* packed = std::getenv("EVOQ_PACKED_WEIGHTS");
   if (packed && std::string(packed) == "0") evoq::model::set_packed_weights(false);
+  // EVOQ_CPU_KERNELS=0: torch's ops where evoq's own CPU kernels would run (model/cpu_kernels.h), for A/B runs.
+  const char* kernels = std::getenv("EVOQ_CPU_KERNELS");
+  if (kernels && std::string(kernels) == "0") evoq::model::set_cpu_kernels(false);
 }
 }  // namespace
 

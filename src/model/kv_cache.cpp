@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "evoq/core/error.h"
+#include "evoq/model/cpu_kernels.h"
 
 namespace evoq::model {
 
@@ -275,8 +276,14 @@ torch::Tensor DecodeBatch::attend(int64_t layer, const torch::Tensor& q, const t
                             pre.k.view({kvh * g, lp, d}).transpose(1, 2), 1.0, scale);  // [kvh*g, s*rep, lp]
   auto own_k = own.k.narrow(2, first_column_, width).view({kvh * slots, width, d});
   auto mine = at::baddbmm(own_bias_, qs.view({kvh * slots, rep, d}), own_k.transpose(1, 2), 1.0, scale);
-  auto probs = torch::cat({prompt.view({kvh * slots, rep, lp}), mine}, -1).softmax(-1);
-  if (probs.scalar_type() != own.v.scalar_type()) probs = probs.to(own.v.scalar_type());
+  auto prompt_scores = prompt.view({kvh * slots, rep, lp});
+  torch::Tensor probs;
+  if (own.v.scalar_type() == torch::kBFloat16)  // bf16 on the CPU: cat, softmax and cast in one pass
+    if (auto fused = cpu_softmax_bf16(prompt_scores, mine)) probs = *fused;
+  if (!probs.defined()) {
+    probs = torch::cat({prompt_scores, mine}, -1).softmax(-1);
+    if (probs.scalar_type() != own.v.scalar_type()) probs = probs.to(own.v.scalar_type());
+  }
   auto out = at::bmm(probs.narrow(-1, 0, lp).view({kvh * g, s * rep, lp}), pre.v.view({kvh * g, lp, d}))
                  .view({kvh * slots, rep, d});
   out.baddbmm_(probs.narrow(-1, lp, width), own.v.narrow(2, first_column_, width).view({kvh * slots, width, d}));

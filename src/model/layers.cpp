@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "evoq/core/error.h"
+#include "evoq/model/cpu_kernels.h"
 #include "evoq/model/packed_linear.h"
 
 namespace evoq::model {
@@ -82,6 +83,7 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, torch::TensorOptions options) : eps(e
 }
 
 torch::Tensor RMSNorm::forward(const torch::Tensor& x) const {
+  if (auto fused = cpu_rms_norm(x, weight, eps)) return *fused;  // bf16 inference on the CPU
   if (x.scalar_type() == weight.scalar_type()) return at::rms_norm(x, {weight.size(0)}, weight, eps);
   auto xf = x.to(torch::kFloat32);
   auto variance = xf.pow(2).mean(-1, /*keepdim=*/true);

@@ -41,7 +41,8 @@ class Linear : public torch::nn::Module {
 // Qwen2 RMSNorm: x / sqrt(mean(x^2) + eps) * weight in fp32. Same dtypes: at::rms_norm (one fused
 // kernel on CUDA; rounds once, where transformers rounds the normalised x to the input dtype before
 // the scale: equal in fp32, within one bf16 rounding in bf16). Mixed dtypes (bf16 input, fp32 weight
-// under autocast): transformers' formula, whose result has the promoted dtype.
+// under autocast): transformers' formula, whose result has the promoted dtype. bf16 inference on the CPU:
+// cpu_rms_norm (cpu_kernels.h), at::rms_norm's values in one pass.
 class RMSNorm : public torch::nn::Module {
  public:
   RMSNorm(int64_t dim, double eps, torch::TensorOptions options);

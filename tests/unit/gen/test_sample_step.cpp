@@ -6,6 +6,7 @@
 
 #include "evoq/core/error.h"
 #include "evoq/gen/sample_step.h"
+#include "evoq/model/cpu_kernels.h"
 
 using namespace evoq::gen;
 
@@ -119,4 +120,55 @@ TEST(SampleStep, ModelLogprobsOnlyWhenAsked) {
   const int64_t t = with.tokens.item<int64_t>();
   EXPECT_NEAR(with.model_logprobs.item<float>(), logits.log_softmax(-1)[0][t].item<float>(), 1e-6);
   EXPECT_NEAR(with.sample_logprobs.item<float>(), (logits / 2).log_softmax(-1)[0][t].item<float>(), 1e-6);
+}
+
+TEST(SampleStep, Bf16LogitsWithManyTiesMatchReferenceChain) {
+  // bf16 logits of a large vocabulary (the CPU top-k reads them as they are) on a coarse grid, so the
+  // k-th value is tied with many others in most rows: every tied token must stay in the draw.
+  torch::manual_seed(13);
+  const int64_t rows = 16, vocab = 20000;
+  auto logits = (torch::randn({rows, vocab}) * 8).round().div(4).to(torch::kBFloat16);
+  auto u = spread_uniforms(rows);
+  auto present = torch::zeros({rows, vocab}, torch::kBool);
+  for (double temperature : {1.0, 0.7}) {
+    for (int64_t top_k : {50, 3}) {
+      SamplingParams p;
+      p.do_sample = true;
+      p.temperature = temperature;
+      p.top_k = top_k;
+      const std::string what = "T " + std::to_string(temperature) + " k " + std::to_string(top_k);
+      auto processed = process_logits(logits.to(torch::kFloat32), present, p);
+      const auto kept = torch::isfinite(processed).sum(-1);
+      EXPECT_GT(kept.max().item<int64_t>(), top_k) << what << ": the grid should tie at the k-th value";
+      auto want = choose_tokens(logits, processed, p, u, false);
+      auto got = sample_step(logits, present, p, u, false);
+      EXPECT_TRUE(torch::equal(got.tokens, want.tokens)) << what;
+      EXPECT_TRUE(torch::allclose(got.sample_logprobs, want.sample_logprobs, 0, 1e-5)) << what;
+    }
+  }
+}
+
+TEST(SampleStep, FullVocabularyDrawOnTheCpuKernelAgreesWithTorchsOps) {
+  // The CPU kernel (model::cpu_softmax_draw, its AVX-512 and scalar paths) and the torch ops it replaces
+  // draw the same tokens with the same log-probs, and bf16 logits draw as their float32 copy.
+  torch::manual_seed(14);
+  const int64_t rows = 40, vocab = 151936;  // the Qwen vocabulary: 296 whole blocks and a tail
+  auto logits = (torch::randn({rows, vocab}) * 3).to(torch::kBFloat16);
+  logits.index_put_({torch::indexing::Slice(0, rows, 4), torch::indexing::Slice(0, 70000)}, -kInf);
+  auto u = torch::tensor(spread_uniforms(rows), torch::kFloat64);
+  auto [tokens, logprobs] = draw_full_vocabulary(logits, u);
+  auto [from_float, from_float_lp] = draw_full_vocabulary(logits.to(torch::kFloat32), u);
+  EXPECT_TRUE(torch::equal(tokens, from_float));
+  EXPECT_TRUE(torch::equal(logprobs, from_float_lp));
+  evoq::model::set_cpu_kernels_simd(false);
+  auto [scalar, scalar_lp] = draw_full_vocabulary(logits, u);
+  evoq::model::set_cpu_kernels_simd(true);
+  EXPECT_TRUE(torch::equal(tokens, scalar));
+  EXPECT_TRUE(torch::equal(logprobs, scalar_lp));
+  evoq::model::set_cpu_kernels(false);
+  auto [torch_tokens, torch_lp] = draw_full_vocabulary(logits, u);
+  evoq::model::set_cpu_kernels(true);
+  EXPECT_TRUE(torch::equal(tokens, torch_tokens));
+  EXPECT_TRUE(torch::allclose(logprobs, torch_lp, 0, 1e-5));
+  for (int64_t r = 0; r < rows; r += 4) EXPECT_GE(tokens[r].item<int64_t>(), 70000) << "a zero-probability token, row " << r;
 }
