@@ -19,14 +19,15 @@ hits all three alike; figures are medians of --repeats calls after one warm-up c
   start-up    evoq: process wall minus its generate call; others: construction of the engine.
 
 Engines: evoq (one `evoq generate` process per call: load, then a cold first call), evoq-unpacked (the
-same with EVOQ_PACKED_WEIGHTS=0), evoq-held (`evoq generate --requests -` held like the Python workers:
+same with EVOQ_PACKED_WEIGHTS=0), evoq-nokernels (the same with EVOQ_CPU_KERNELS=0: torch's ops where evoq's
+CPU kernels run), evoq-held (`evoq generate --requests -` held like the Python workers:
 one warm-up call, then the timed calls; what a vote job's process does), vllm, transformers.
 
 vLLM runs in its own venv (bench/setup_vllm.sh) through bench/engine_worker.py, with the engine core in
 the worker process (VLLM_ENABLE_V1_MULTIPROCESSING=0), its OpenMP threads bound to cores 0..T-1 and
 VLLM_CPU_KVCACHE_SPACE = --vllm-kv-gib. An engine that cannot run a dtype is reported, not hidden.
 
-usage: bench/bench_engines.py [--engines evoq evoq-held vllm transformers evoq-unpacked] [--dtypes bf16 fp32] [--k 8 32]
+usage: bench/bench_engines.py [--engines evoq evoq-held vllm transformers evoq-unpacked evoq-nokernels] [--dtypes bf16 fp32] [--k 8 32]
          [--threads 2] [--new-tokens 64] [--repeats 3] [--config small|tiny | --model DIR]
          [--json-out FILE]
 """
@@ -126,9 +127,14 @@ LAUNCHER = ("import json,os,resource,subprocess,sys;r=subprocess.run(sys.argv[2:
             "open(sys.argv[1],'w'))")
 
 
-def run_evoq(a, model_dir, images, dtype, k, n, seed, packed=True):
-    """One `evoq generate` process: its JSON, its peak RSS (MiB) and its whole wall time. packed=False: with
-    EVOQ_PACKED_WEIGHTS=0 (engine "evoq-unpacked": bf16 products without packed weights, an A/B in the same run)."""
+# The one-process evoq engines: the environment each adds (A/B runs of evoq's own levers in the same run).
+EVOQ_VARIANTS = {"evoq": {}, "evoq-unpacked": {"EVOQ_PACKED_WEIGHTS": "0"}, "evoq-nokernels": {"EVOQ_CPU_KERNELS": "0"}}
+
+
+def run_evoq(a, model_dir, images, dtype, k, n, seed, engine="evoq"):
+    """One `evoq generate` process: its JSON, its peak RSS (MiB) and its whole wall time, with the environment
+    of EVOQ_VARIANTS[engine] (evoq-unpacked: bf16 products without packed weights; evoq-nokernels: without
+    evoq's CPU kernels)."""
     cmd = [a.evoq, "generate", "--model", model_dir, "--prompt", bench_generate.PROMPT, "--samples", str(k),
            "--seed", str(seed), "--max-new-tokens", str(n), "--threads", str(a.threads), "--dtype", dtype,
            "--json", "--ignore-stop", "--log-level", "warn"]
@@ -137,9 +143,7 @@ def run_evoq(a, model_dir, images, dtype, k, n, seed, packed=True):
     with tempfile.TemporaryDirectory() as tmp:
         status = os.path.join(tmp, "status.json")
         t0 = time.perf_counter()
-        env = child_env(a)
-        if not packed:
-            env["EVOQ_PACKED_WEIGHTS"] = "0"
+        env = dict(child_env(a), **EVOQ_VARIANTS[engine])
         r = subprocess.run([sys.executable, "-c", LAUNCHER, status] + cmd, capture_output=True, text=True,
                            env=env)
         wall = time.perf_counter() - t0
@@ -262,7 +266,7 @@ def main():
                          "on a loaded machine, where spinning OpenMP threads wait on descheduled ones")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    unknown = set(a.engines) - {"evoq", "evoq-unpacked", "evoq-held", "vllm", "transformers"}
+    unknown = set(a.engines) - set(EVOQ_VARIANTS) - {"evoq-held", "vllm", "transformers"}
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
     if any(e.startswith("evoq") for e in a.engines) and not os.access(a.evoq, os.X_OK):
@@ -295,7 +299,7 @@ def main():
             workers, res = {}, {e: {"full": [], "ttft": [], "peak": [], "startup": [], "prefill": [], "decode": [],
                                     "prompt_tokens": set(), "error": None} for e in a.engines}
             for e in a.engines:
-                if e in ("evoq", "evoq-unpacked"):
+                if e in EVOQ_VARIANTS:
                     continue
                 try:
                     log = os.path.join(a.work, f"{e}-{dtype}-k{k}.log")
@@ -318,8 +322,8 @@ def main():
                     for e in a.engines:
                         if res[e]["error"]:
                             continue
-                        if e in ("evoq", "evoq-unpacked"):
-                            r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1, packed=e == "evoq")
+                        if e in EVOQ_VARIANTS:
+                            r = run_evoq(a, model_dir, call_images, dtype, k, n, rep + 1, engine=e)
                             if "error" in r:
                                 res[e]["error"] = r["error"][0][:300]
                                 continue
