@@ -65,12 +65,15 @@ int main(int argc, char** argv) {
   // The decode attention's probabilities: kv heads 2 x rows sequences x 7 queries, 630 prompt + 40 own keys.
   auto prompt = torch::randn({2 * rows, 7, 630}), own = torch::randn({2 * rows, 7, 40});
   auto [sk, st] = run([&] { model::cpu_softmax_bf16(prompt, own); },
-                      [&] { torch::cat({prompt, own}, -1).softmax(-1).to(torch::kBFloat16); }, 1000);
+                      [&] {
+                        torch::cat({prompt, own}, -1).softmax(-1).to(torch::kBFloat16);
+                      },
+                      1000);
   report("attention cat+softmax+cast [2 rows x 7, 670]", sk, st);
 
   auto logits = (torch::randn({rows, vocab}) * 3).to(torch::kBFloat16);
-  auto [tk, tt] = run([&] { model::cpu_top_values(logits, 51); },
-                      [&] { logits.to(torch::kFloat32).topk(51, -1, true, true); }, 50);
+  auto [tk, tt] =
+      run([&] { model::cpu_top_values(logits, 51); }, [&] { logits.to(torch::kFloat32).topk(51, -1, true, true); }, 50);
   report("top 51 of [rows, vocab] bf16 (+ float copy)", tk, tt);
 
   auto u = torch::full({rows}, 0.37, torch::kFloat64);

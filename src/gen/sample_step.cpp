@@ -39,8 +39,8 @@ int64_t last_positive_up_to(const Tensor& weights_row, int64_t end) {
 }
 
 // The n largest of each row, descending (float32 values, int64 columns); on the CPU in one pass per row
-// (torch.topk sorts: 3.8 ms of an 88 ms decode step at K = 32). Which of equal values comes first does
-// not matter to the caller.
+// (torch.topk sorts: 4.7 ms of an 88 ms decode step at K = 32, docs/BENCHMARKS.md issue 19 section 7).
+// Which of equal values comes first does not matter to the caller.
 std::pair<Tensor, Tensor> largest(const Tensor& x, int64_t n) {
   if (auto top = model::cpu_top_values(x, n)) return *top;
   auto [values, index] = x.to(torch::kFloat32).topk(n, -1, /*largest=*/true, /*sorted=*/true);
@@ -76,8 +76,8 @@ std::pair<Tensor, Tensor> draw_full_vocabulary(const Tensor& logits, const Tenso
   const int64_t rows = logits.size(0), vocab = logits.size(1);
   if (logits.device().is_cpu()) {  // the same draw in two passes per row (model/cpu_kernels.h)
     auto u = uniforms.to(torch::kFloat64).contiguous();
-    if (auto drawn = model::cpu_softmax_draw(logits, std::vector<double>(u.data_ptr<double>(), u.data_ptr<double>() + rows),
-                                             kSampleBlock))
+    if (auto drawn = model::cpu_softmax_draw(
+            logits, std::vector<double>(u.data_ptr<double>(), u.data_ptr<double>() + rows), kSampleBlock))
       return *drawn;
   }
   auto x = logits.to(torch::kFloat32);
@@ -92,7 +92,7 @@ std::pair<Tensor, Tensor> draw_full_vocabulary(const Tensor& logits, const Tenso
   if (full) parts.push_back(weights.as_strided({rows, full, kSampleBlock}, {vocab, kSampleBlock, 1}).sum(-1));
   if (tail) parts.push_back(weights.narrow(1, full * kSampleBlock, tail).sum(-1, /*keepdim=*/true));
   auto cumulative = torch::cat(parts, 1).to(torch::kFloat64).cumsum(-1);  // [B, blocks]
-  auto total = cumulative.select(-1, blocks - 1).unsqueeze(-1);             // [B, 1]
+  auto total = cumulative.select(-1, blocks - 1).unsqueeze(-1);           // [B, 1]
   auto target = uniforms.to(torch::kFloat64).reshape({rows, 1}) * total;
   auto block = torch::searchsorted(cumulative, target, /*out_int32=*/false, /*right=*/true).clamp_max(blocks - 1);
   auto before = torch::where(block > 0, cumulative.gather(-1, (block - 1).clamp_min(0)), torch::zeros_like(target));

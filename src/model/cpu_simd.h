@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__)
 // GCC 12 warns inside its own AVX-512 headers (their _mm512_undefined_* operands) once inlined here.
@@ -35,6 +36,15 @@ inline uint16_t float_to_bf16(float f) {
   return uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+// Element i of a float32 row, or of a bf16 row (T = at::BFloat16 or any 16-bit type), as float32.
+template <typename T>
+float load_float(const T* row, int64_t i) {
+  if constexpr (std::is_same_v<T, float>)
+    return row[i];
+  else
+    return bf16_to_float(reinterpret_cast<const uint16_t*>(row)[i]);
+}
+
 // exp(x) = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (ln 2 in two parts, Cody-Waite), p the Taylor
 // polynomial of degree 7 (truncation < 6e-9 relative for |r| <= ln2 / 2: within about one float ulp).
 // x is clamped to [-150, 89], so the result is 0 below float's range and inf above it; NaN gives 0 (as
@@ -62,6 +72,15 @@ EVOQ_AVX512_FN inline __m512 bf16x16_to_float(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
+// Elements i..i+15 of a float32 or bf16 row as float32 (load_float for 16 lanes).
+template <typename T>
+EVOQ_AVX512_FN __m512 load_float16(const T* row, int64_t i) {
+  if constexpr (std::is_same_v<T, float>)
+    return _mm512_loadu_ps(row + i);
+  else
+    return bf16x16_to_float(reinterpret_cast<const uint16_t*>(row) + i);
+}
+
 EVOQ_AVX512_FN inline void float_to_bf16x16(__m512 v, uint16_t* out) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
@@ -74,7 +93,8 @@ EVOQ_AVX512_FN inline void float_to_bf16x16(__m512 v, uint16_t* out) {
 EVOQ_AVX512_FN inline __m512 exp_avx512(__m512 x) {
   using namespace exp_constants;
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kLow)), _mm512_set1_ps(kHigh));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
   __m512 p = _mm512_set1_ps(kC[7]);

@@ -15,18 +15,12 @@
 namespace evoq::model {
 namespace {
 
-template <typename T>
-float load(const T* row, int64_t i) {
-  if constexpr (std::is_same_v<T, float>) return row[i];
-  else return cpu::bf16_to_float(reinterpret_cast<const uint16_t*>(row)[i]);
-}
-
 // Max of the row; NaN if the row holds one.
 template <typename T>
 float row_max_scalar(const T* row, int64_t n) {
   float top = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
-    const float v = load(row, i);
+    const float v = cpu::load_float(row, i);
     if (std::isnan(v)) return v;
     top = std::max(top, v);
   }
@@ -38,7 +32,7 @@ float row_max_scalar(const T* row, int64_t n) {
 template <typename T>
 float exp_sum_scalar(const T* row, int64_t begin, int64_t end, float top) {
   float lane[16] = {};
-  for (int64_t i = begin; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(load(row, i) - top);
+  for (int64_t i = begin; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(cpu::load_float(row, i) - top);
   float total = 0;
   for (float l : lane) total += l;
   return total;
@@ -46,18 +40,12 @@ float exp_sum_scalar(const T* row, int64_t begin, int64_t end, float top) {
 
 #if defined(EVOQ_CPU_AVX512)
 template <typename T>
-EVOQ_AVX512_FN __m512 load16(const T* row, int64_t i) {
-  if constexpr (std::is_same_v<T, float>) return _mm512_loadu_ps(row + i);
-  else return cpu::bf16x16_to_float(reinterpret_cast<const uint16_t*>(row) + i);
-}
-
-template <typename T>
 EVOQ_AVX512_FN float row_max_avx512(const T* row, int64_t n) {
   const int64_t whole = n / 16 * 16;
   __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __mmask16 nan = 0;
   for (int64_t i = 0; i < whole; i += 16) {
-    const __m512 v = load16(row, i);
+    const __m512 v = cpu::load_float16(row, i);
     nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     top = _mm512_max_ps(top, v);
   }
@@ -72,10 +60,11 @@ EVOQ_AVX512_FN float exp_sum_avx512(const T* row, int64_t begin, int64_t end, fl
   const int64_t whole = begin + (end - begin) / 16 * 16;
   const __m512 t = _mm512_set1_ps(top);
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = begin; i < whole; i += 16) acc = _mm512_add_ps(acc, cpu::exp_avx512(_mm512_sub_ps(load16(row, i), t)));
+  for (int64_t i = begin; i < whole; i += 16)
+    acc = _mm512_add_ps(acc, cpu::exp_avx512(_mm512_sub_ps(cpu::load_float16(row, i), t)));
   alignas(64) float lane[16];
   _mm512_store_ps(lane, acc);
-  for (int64_t i = whole; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(load(row, i) - top);
+  for (int64_t i = whole; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(cpu::load_float(row, i) - top);
   float total = 0;
   for (float l : lane) total += l;
   return total;
@@ -88,7 +77,8 @@ bool draw_row(const T* row, int64_t vocab, int64_t block, double u, bool simd, s
               int64_t& token, float& logprob) {
   float top;
 #if defined(EVOQ_CPU_AVX512)
-  if (simd) top = row_max_avx512(row, vocab);
+  if (simd)
+    top = row_max_avx512(row, vocab);
   else
 #endif
     top = row_max_scalar(row, vocab);
@@ -100,7 +90,8 @@ bool draw_row(const T* row, int64_t vocab, int64_t block, double u, bool simd, s
     const int64_t begin = b * block, end = std::min(vocab, begin + block);
     float sum;
 #if defined(EVOQ_CPU_AVX512)
-    if (simd) sum = exp_sum_avx512(row, begin, end, top);
+    if (simd)
+      sum = exp_sum_avx512(row, begin, end, top);
     else
 #endif
       sum = exp_sum_scalar(row, begin, end, top);
@@ -119,7 +110,7 @@ bool draw_row(const T* row, int64_t vocab, int64_t block, double u, bool simd, s
   const int64_t end = std::min(vocab, (chosen + 1) * block);
   token = -1;
   for (int64_t i = chosen * block; i < end; ++i) {
-    sum += cpu::exp_scalar(load(row, i) - top);
+    sum += cpu::exp_scalar(cpu::load_float(row, i) - top);
     if (sum > target) {
       token = i;
       break;
@@ -127,18 +118,19 @@ bool draw_row(const T* row, int64_t vocab, int64_t block, double u, bool simd, s
   }
   // Rounding left the target beyond the block's refined sum: its last token of positive weight.
   for (int64_t i = end - 1; token < 0 && i >= 0; --i)
-    if (cpu::exp_scalar(load(row, i) - top) > 0.0f) token = i;
+    if (cpu::exp_scalar(cpu::load_float(row, i) - top) > 0.0f) token = i;
   if (token < 0) return false;
-  logprob = static_cast<float>(static_cast<double>(load(row, token) - top) - std::log(total));
+  logprob = static_cast<float>(static_cast<double>(cpu::load_float(row, token) - top) - std::log(total));
   return true;
 }
 
 }  // namespace
 
 std::optional<std::pair<torch::Tensor, torch::Tensor>> cpu_softmax_draw(const torch::Tensor& x,
-                                                                       const std::vector<double>& uniforms,
-                                                                       int64_t block) {
-  if (!cpu_kernels_enabled() || !x.defined() || !x.device().is_cpu() || x.dim() != 2 || x.is_mkldnn()) return std::nullopt;
+                                                                        const std::vector<double>& uniforms,
+                                                                        int64_t block) {
+  if (!cpu_kernels_enabled() || !x.defined() || !x.device().is_cpu() || x.dim() != 2 || x.is_mkldnn())
+    return std::nullopt;
   if (x.scalar_type() != torch::kFloat32 && x.scalar_type() != torch::kBFloat16) return std::nullopt;
   const int64_t rows = x.size(0), vocab = x.size(1);
   if (vocab == 0 || block < 1 || static_cast<int64_t>(uniforms.size()) != rows) return std::nullopt;

@@ -1,5 +1,5 @@
 // The n largest values per row in one pass (include/evoq/model/cpu_kernels.h): the sampler's top-k
-// (k = 50 + 1 over a 152k vocabulary) took 3.8 ms of an 88 ms decode step at K = 32 with torch.topk,
+// (k = 50 + 1 over a 152k vocabulary) took 4.7 ms of an 88 ms decode step at K = 32 with torch.topk,
 // which sorts; here a row is read once and only the rare values above the heap's least are handled.
 #include <ATen/Parallel.h>
 
@@ -57,17 +57,11 @@ class Best {
   std::vector<Entry> heap_;
 };
 
-template <typename T>
-float load(const T* row, int64_t i) {
-  if constexpr (std::is_same_v<T, float>) return row[i];
-  else return cpu::bf16_to_float(reinterpret_cast<const uint16_t*>(row)[i]);
-}
-
 // false: the row holds NaN.
 template <typename T>
 bool scan_scalar(const T* row, int64_t begin, int64_t end, Best& best) {
   for (int64_t i = begin; i < end; ++i) {
-    const float v = load(row, i);
+    const float v = cpu::load_float(row, i);
     if (std::isnan(v)) return false;
     best.offer(v, i);
   }
@@ -75,12 +69,6 @@ bool scan_scalar(const T* row, int64_t begin, int64_t end, Best& best) {
 }
 
 #if defined(EVOQ_CPU_AVX512)
-template <typename T>
-EVOQ_AVX512_FN __m512 load16(const T* row, int64_t i) {
-  if constexpr (std::is_same_v<T, float>) return _mm512_loadu_ps(row + i);
-  else return cpu::bf16x16_to_float(reinterpret_cast<const uint16_t*>(row) + i);
-}
-
 // Sixteen columns at a time against the heap's least value; a full heap is required (columns 0..n-1 first).
 template <typename T>
 EVOQ_AVX512_FN bool scan_avx512(const T* row, int64_t begin, int64_t end, Best& best) {
@@ -88,7 +76,7 @@ EVOQ_AVX512_FN bool scan_avx512(const T* row, int64_t begin, int64_t end, Best& 
   __m512 least = _mm512_set1_ps(best.least());
   __mmask16 nan = 0;
   for (int64_t i = begin; i < whole; i += 16) {
-    const __m512 v = load16(row, i);
+    const __m512 v = cpu::load_float16(row, i);
     nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     __mmask16 above = _mm512_cmp_ps_mask(v, least, _CMP_GT_OQ);
     if (!above) continue;
@@ -112,7 +100,8 @@ bool top_row(const T* row, int64_t vocab, int64_t n, float* values, int64_t* col
   if (!scan_scalar(row, 0, n, best)) return false;
   bool ok;
 #if defined(EVOQ_CPU_AVX512)
-  if (simd) ok = scan_avx512(row, n, vocab, best);
+  if (simd)
+    ok = scan_avx512(row, n, vocab, best);
   else
 #endif
     ok = scan_scalar(row, n, vocab, best);

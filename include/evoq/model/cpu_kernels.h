@@ -34,8 +34,8 @@ std::optional<torch::Tensor> cpu_softmax_bf16(const torch::Tensor& a, const torc
 // weight). Returns the columns [B] int64 and log softmax(x) there [B] float32; nullopt where a row has no
 // positive mass (all -inf, NaN or +inf: the caller reports it).
 std::optional<std::pair<torch::Tensor, torch::Tensor>> cpu_softmax_draw(const torch::Tensor& x,
-                                                                       const std::vector<double>& uniforms,
-                                                                       int64_t block);
+                                                                        const std::vector<double>& uniforms,
+                                                                        int64_t block);
 
 // Off: every kernel above returns nullopt, so torch's ops run (EVOQ_CPU_KERNELS=0 for the binary, an A/B
 // knob like EVOQ_PACKED_WEIGHTS). Off for simd: the scalar code on every CPU (tests compare both paths).

@@ -65,9 +65,15 @@ TEST(SampleStep, MatchesReferenceChainForEverySetting) {
   auto logits = torch::randn({rows, vocab}) * 2.5;
   auto present = torch::rand({rows, vocab}) < 0.05;
   auto u = spread_uniforms(rows);
-  struct Case { bool sample; double temperature; int64_t top_k; double top_p; double penalty; };
-  const Case cases[] = {{false, 1.0, 50, 1.0, 1.0}, {false, 0.7, 5, 0.9, 1.3}, {true, 1.0, 0, 1.0, 1.0},
-                        {true, 0.7, 50, 0.9, 1.2},  {true, 1.5, 0, 0.5, 0.8},  {true, 2.0, 7, 1.0, 1.0},
+  struct Case {
+    bool sample;
+    double temperature;
+    int64_t top_k;
+    double top_p;
+    double penalty;
+  };
+  const Case cases[] = {{false, 1.0, 50, 1.0, 1.0},  {false, 0.7, 5, 0.9, 1.3},   {true, 1.0, 0, 1.0, 1.0},
+                        {true, 0.7, 50, 0.9, 1.2},   {true, 1.5, 0, 0.5, 0.8},    {true, 2.0, 7, 1.0, 1.0},
                         {true, 0.1, 1, 0.001, 1.05}, {true, 1.0, 2999, 1.0, 1.0}, {true, 0.9, 5000, 0.95, 1.0}};
   for (const Case& k : cases) {
     SamplingParams p;
@@ -170,5 +176,6 @@ TEST(SampleStep, FullVocabularyDrawOnTheCpuKernelAgreesWithTorchsOps) {
   evoq::model::set_cpu_kernels(true);
   EXPECT_TRUE(torch::equal(tokens, torch_tokens));
   EXPECT_TRUE(torch::allclose(logprobs, torch_lp, 0, 1e-5));
-  for (int64_t r = 0; r < rows; r += 4) EXPECT_GE(tokens[r].item<int64_t>(), 70000) << "a zero-probability token, row " << r;
+  for (int64_t r = 0; r < rows; r += 4)
+    EXPECT_GE(tokens[r].item<int64_t>(), 70000) << "a zero-probability token, row " << r;
 }

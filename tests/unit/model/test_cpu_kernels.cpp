@@ -65,10 +65,10 @@ TEST(CpuKernels, RmsNormMatchesAtRmsNorm) {
 
 TEST(CpuKernels, RmsNormDeclinesWhatItDoesNotCompute) {
   auto x = torch::randn({4, 16}), w = torch::rand({16});
-  EXPECT_FALSE(cpu_rms_norm(x, w, 1e-6).has_value());                   // fp32
-  EXPECT_FALSE(cpu_rms_norm(x.to(kBf16), w, 1e-6).has_value());         // mixed dtypes (autocast)
+  EXPECT_FALSE(cpu_rms_norm(x, w, 1e-6).has_value());            // fp32
+  EXPECT_FALSE(cpu_rms_norm(x.to(kBf16), w, 1e-6).has_value());  // mixed dtypes (autocast)
   auto wg = w.to(kBf16).requires_grad_();
-  EXPECT_FALSE(cpu_rms_norm(x.to(kBf16), wg, 1e-6).has_value());        // a gradient to record
+  EXPECT_FALSE(cpu_rms_norm(x.to(kBf16), wg, 1e-6).has_value());  // a gradient to record
   set_cpu_kernels(false);
   EXPECT_FALSE(cpu_rms_norm(x.to(kBf16), w.to(kBf16), 1e-6).has_value());  // turned off
   set_cpu_kernels(true);
@@ -118,8 +118,8 @@ TEST(CpuKernels, TopValuesAreTheStableDescendingSortsHead) {
   }
   auto nan = torch::randn({3, 4000});
   nan[1][2500] = std::nanf("");
-  EXPECT_FALSE(cpu_top_values(nan, 10).has_value());          // torch.topk ranks NaN first: left to it
-  EXPECT_FALSE(cpu_top_values(fp32, 1025).has_value());       // not small against the row
+  EXPECT_FALSE(cpu_top_values(nan, 10).has_value());     // torch.topk ranks NaN first: left to it
+  EXPECT_FALSE(cpu_top_values(fp32, 1025).has_value());  // not small against the row
   EXPECT_FALSE(cpu_top_values(torch::randn({2, 100}), 20).has_value());
 }
 
