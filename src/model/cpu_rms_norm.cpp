@@ -12,15 +12,6 @@ namespace {
 using cpu::bf16_to_float;
 using cpu::float_to_bf16;
 
-// Sum of squares in 16 float32 lanes (lane j takes columns j, j + 16, ...), then the lanes in a fixed
-// tree: the order of the AVX-512 path below, so both give the same bits.
-float lanes_total(const float* lane) {
-  float half[8], quarter[4];
-  for (int i = 0; i < 8; ++i) half[i] = lane[i] + lane[i + 8];
-  for (int i = 0; i < 4; ++i) quarter[i] = half[i] + half[i + 4];
-  return (quarter[0] + quarter[2]) + (quarter[1] + quarter[3]);
-}
-
 void row_scalar(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t d, float eps) {
   float lane[16] = {};
   const int64_t whole = d / 16 * 16;
@@ -28,7 +19,7 @@ void row_scalar(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t d, fl
     const float v = bf16_to_float(x[i]);
     lane[i % 16] = std::fma(v, v, lane[i % 16]);
   }
-  float total = lanes_total(lane);
+  float total = cpu::lanes_total(lane);
   for (int64_t i = whole; i < d; ++i) total = std::fma(bf16_to_float(x[i]), bf16_to_float(x[i]), total);
   const float rstd = 1.0f / std::sqrt(total / static_cast<float>(d) + eps);
   for (int64_t i = 0; i < d; ++i) y[i] = float_to_bf16(bf16_to_float(x[i]) * rstd * bf16_to_float(w[i]));
@@ -44,7 +35,7 @@ EVOQ_AVX512_FN void row_avx512(const uint16_t* x, const uint16_t* w, uint16_t* y
   }
   alignas(64) float lane[16];
   _mm512_store_ps(lane, acc);
-  float total = lanes_total(lane);
+  float total = cpu::lanes_total(lane);
   for (int64_t i = whole; i < d; ++i) total = std::fma(bf16_to_float(x[i]), bf16_to_float(x[i]), total);
   const float rstd = 1.0f / std::sqrt(total / static_cast<float>(d) + eps);
   const __m512 r = _mm512_set1_ps(rstd);
@@ -77,19 +68,12 @@ std::optional<torch::Tensor> cpu_rms_norm(const torch::Tensor& x, const torch::T
   auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
   const float e = static_cast<float>(eps);
   const bool simd = cpu::use_avx512();
-  (void)simd;
   // Rows in blocks of ~32k elements per thread: a decode step's [32, 896] stays on one thread.
   const int64_t grain = std::max<int64_t>(1, 32768 / d);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-#if defined(EVOQ_CPU_AVX512)
-      if (simd) {
-        row_avx512(xp + r * d, wp, yp + r * d, d, e);
-        continue;
-      }
-#endif
-      row_scalar(xp + r * d, wp, yp + r * d, d, e);
-    }
+    for (int64_t r = begin; r < end; ++r)
+      EVOQ_SIMD_OR_SCALAR(simd, row_avx512(xp + r * d, wp, yp + r * d, d, e),
+                          row_scalar(xp + r * d, wp, yp + r * d, d, e));
   });
   return y;
 }

@@ -16,6 +16,13 @@
 #define EVOQ_AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #endif
 
+// avx512_call where simd (cpu::use_avx512()) holds and the AVX-512 functions exist, else scalar_call.
+#if defined(EVOQ_CPU_AVX512)
+#define EVOQ_SIMD_OR_SCALAR(simd, avx512_call, scalar_call) ((simd) ? (avx512_call) : (scalar_call))
+#else
+#define EVOQ_SIMD_OR_SCALAR(simd, avx512_call, scalar_call) ((void)(simd), (scalar_call))
+#endif
+
 namespace evoq::model::cpu {
 
 // Whether the AVX-512 paths run: the CPU has AVX-512 F/BW/VL/DQ and set_cpu_kernels_simd(false) was not called.
@@ -34,6 +41,15 @@ inline uint16_t float_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// The 16 lane sums of a vector accumulation added in one fixed tree (the AVX-512 and scalar paths both end
+// with it, so their totals have the same bits).
+inline float lanes_total(const float* lane) {
+  float half[8], quarter[4];
+  for (int i = 0; i < 8; ++i) half[i] = lane[i] + lane[i + 8];
+  for (int i = 0; i < 4; ++i) quarter[i] = half[i] + half[i + 4];
+  return (quarter[0] + quarter[2]) + (quarter[1] + quarter[3]);
 }
 
 // Element i of a float32 row, or of a bf16 row (T = at::BFloat16 or any 16-bit type), as float32.

@@ -23,15 +23,13 @@ void row_scalar(const float* a, int64_t na, const float* b, int64_t nb, uint16_t
     work[i] = cpu::exp_scalar((i < na ? a[i] : b[i - na]) - top);
     lane[i % 16] += work[i];
   }
-  float total = 0;
-  for (float l : lane) total += l;
-  const float scale = 1.0f / total;
+  const float scale = 1.0f / cpu::lanes_total(lane);
   for (int64_t i = 0; i < n; ++i) out[i] = cpu::float_to_bf16(work[i] * scale);
 }
 
 #if defined(EVOQ_CPU_AVX512)
 // The same sums as row_scalar: lane j of the accumulator takes elements j, j + 16, ... of the
-// concatenated row, then the lanes are added in order.
+// concatenated row, then cpu::lanes_total.
 EVOQ_AVX512_FN void row_avx512(const float* a, int64_t na, const float* b, int64_t nb, uint16_t* out, float* work) {
   const int64_t n = na + nb;
   // The concatenated row first (so 16-element vectors run across the boundary between a and b).
@@ -55,9 +53,7 @@ EVOQ_AVX512_FN void row_avx512(const float* a, int64_t na, const float* b, int64
     work[i] = cpu::exp_scalar(work[i] - top);
     lane[i % 16] += work[i];
   }
-  float total = 0;
-  for (float l : lane) total += l;
-  const float scale = 1.0f / total;
+  const float scale = 1.0f / cpu::lanes_total(lane);
   const __m512 s = _mm512_set1_ps(scale);
   for (int64_t i = 0; i < whole; i += 16) cpu::float_to_bf16x16(_mm512_mul_ps(_mm512_loadu_ps(work + i), s), out + i);
   for (int64_t i = whole; i < n; ++i) out[i] = cpu::float_to_bf16(work[i] * scale);
@@ -87,18 +83,11 @@ std::optional<torch::Tensor> cpu_softmax_bf16(const torch::Tensor& a, const torc
   const float* bp = bc.data_ptr<float>();
   auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
   const bool simd = cpu::use_avx512();
-  (void)simd;
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / n), [&](int64_t begin, int64_t end) {
     std::vector<float> work(static_cast<size_t>(n));
-    for (int64_t r = begin; r < end; ++r) {
-#if defined(EVOQ_CPU_AVX512)
-      if (simd) {
-        row_avx512(ap + r * na, na, bp + r * nb, nb, op + r * n, work.data());
-        continue;
-      }
-#endif
-      row_scalar(ap + r * na, na, bp + r * nb, nb, op + r * n, work.data());
-    }
+    for (int64_t r = begin; r < end; ++r)
+      EVOQ_SIMD_OR_SCALAR(simd, row_avx512(ap + r * na, na, bp + r * nb, nb, op + r * n, work.data()),
+                          row_scalar(ap + r * na, na, bp + r * nb, nb, op + r * n, work.data()));
   });
   return out;
 }

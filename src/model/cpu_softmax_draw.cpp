@@ -28,14 +28,12 @@ float row_max_scalar(const T* row, int64_t n) {
 }
 
 // Sum of exp(x - top) over [begin, end): lane j of 16 takes elements begin + j, begin + j + 16, ...,
-// then the lanes in order (the AVX-512 path's order).
+// then cpu::lanes_total (the AVX-512 path's order).
 template <typename T>
 float exp_sum_scalar(const T* row, int64_t begin, int64_t end, float top) {
   float lane[16] = {};
   for (int64_t i = begin; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(cpu::load_float(row, i) - top);
-  float total = 0;
-  for (float l : lane) total += l;
-  return total;
+  return cpu::lanes_total(lane);
 }
 
 #if defined(EVOQ_CPU_AVX512)
@@ -65,9 +63,7 @@ EVOQ_AVX512_FN float exp_sum_avx512(const T* row, int64_t begin, int64_t end, fl
   alignas(64) float lane[16];
   _mm512_store_ps(lane, acc);
   for (int64_t i = whole; i < end; ++i) lane[(i - begin) % 16] += cpu::exp_scalar(cpu::load_float(row, i) - top);
-  float total = 0;
-  for (float l : lane) total += l;
-  return total;
+  return cpu::lanes_total(lane);
 }
 #endif
 
@@ -75,27 +71,14 @@ EVOQ_AVX512_FN float exp_sum_avx512(const T* row, int64_t begin, int64_t end, fl
 template <typename T>
 bool draw_row(const T* row, int64_t vocab, int64_t block, double u, bool simd, std::vector<double>& cumulative,
               int64_t& token, float& logprob) {
-  float top;
-#if defined(EVOQ_CPU_AVX512)
-  if (simd)
-    top = row_max_avx512(row, vocab);
-  else
-#endif
-    top = row_max_scalar(row, vocab);
+  const float top = EVOQ_SIMD_OR_SCALAR(simd, row_max_avx512(row, vocab), row_max_scalar(row, vocab));
   if (!std::isfinite(top)) return false;
   const int64_t blocks = (vocab + block - 1) / block;
   cumulative.resize(static_cast<size_t>(blocks));
   double running = 0;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * block, end = std::min(vocab, begin + block);
-    float sum;
-#if defined(EVOQ_CPU_AVX512)
-    if (simd)
-      sum = exp_sum_avx512(row, begin, end, top);
-    else
-#endif
-      sum = exp_sum_scalar(row, begin, end, top);
-    running += sum;
+    running += EVOQ_SIMD_OR_SCALAR(simd, exp_sum_avx512(row, begin, end, top), exp_sum_scalar(row, begin, end, top));
     cumulative[static_cast<size_t>(b)] = running;
   }
   const double total = running, target = u * total;

@@ -98,14 +98,7 @@ template <typename T>
 bool top_row(const T* row, int64_t vocab, int64_t n, float* values, int64_t* columns, bool simd) {
   Best best(n);
   if (!scan_scalar(row, 0, n, best)) return false;
-  bool ok;
-#if defined(EVOQ_CPU_AVX512)
-  if (simd)
-    ok = scan_avx512(row, n, vocab, best);
-  else
-#endif
-    ok = scan_scalar(row, n, vocab, best);
-  if (!ok) return false;
+  if (!EVOQ_SIMD_OR_SCALAR(simd, scan_avx512(row, n, vocab, best), scan_scalar(row, n, vocab, best))) return false;
   best.write(values, columns);
   return true;
 }
